@@ -1,0 +1,55 @@
+/**
+ * The service's whole failure vocabulary. rpc/status.ts maps each reason to a gRPC status, so a
+ * reason added here without a mapping does not compile.
+ */
+export type AuthErrorReason =
+  | 'INVALID_PHONE_NUMBER'
+  | 'INVALID_PASSWORD'
+  | 'INVALID_CODE_FORMAT'
+  | 'MISSING_CREDENTIAL'
+  | 'INVALID_SESSION_TOKEN'
+  | 'INVALID_CREDENTIALS'
+  | 'PHONE_NOT_VERIFIED'
+  | 'PASSWORD_LOGIN_DISABLED'
+  | 'CLIENT_LOCKED_OUT'
+  | 'RESEND_TOO_SOON'
+  | 'NUMBER_SEND_LIMIT'
+  | 'CLIENT_SEND_LIMIT'
+  | 'SESSION_INVALID'
+  | 'SMS_UNAVAILABLE'
+
+/** A request field that failed validation, named as in the API. */
+export interface FieldViolation {
+  field: string
+  description: string
+}
+
+export interface AuthErrorDetails {
+  /** How long until the same call can succeed, for rate limits and lockouts. */
+  retryAfterMs?: number
+  violation?: FieldViolation
+  cause?: unknown
+}
+
+export class AuthError extends Error {
+  readonly reason: AuthErrorReason
+  readonly retryAfterMs: number | undefined
+  readonly violation: FieldViolation | undefined
+
+  constructor(reason: AuthErrorReason, details: AuthErrorDetails = {}) {
+    super(reason, details.cause === undefined ? undefined : { cause: details.cause })
+    this.name = 'AuthError'
+    this.reason = reason
+    this.retryAfterMs = details.retryAfterMs
+    this.violation = details.violation
+  }
+}
+
+/** invalidField builds the INVALID_ARGUMENT-class error for one request field. */
+export function invalidField(
+  reason: AuthErrorReason,
+  field: string,
+  description: string,
+): AuthError {
+  return new AuthError(reason, { violation: { field, description } })
+}

@@ -1,0 +1,251 @@
+import { AuthError } from './auth-error.js'
+import type { AuthStore, User } from './auth-store.js'
+import type { ChallengeCache } from './challenge-cache.js'
+import type { ClientLockout } from './client-lockout.js'
+import type { Clock } from './clock.js'
+import { generateCode, parseCode, type CodePurpose, type RandomInt } from './one-time-code.js'
+import { parseLoginPassword, parseNewPassword, type PasswordHasher } from './password.js'
+import { parsePhone } from './phone.js'
+import type { SendPacer } from './send-pacer.js'
+import type { SendThrottle } from './send-throttle.js'
+import {
+  hashSessionToken,
+  newSessionToken,
+  parseSessionToken,
+  type RandomBytes,
+} from './session-token.js'
+import type { SmsSender } from './sms-sender.js'
+import type { CountryCode } from 'libphonenumber-js/max'
+
+export interface AuthPolicy {
+  defaultRegion: CountryCode | undefined
+  codeTtlMs: number
+  sessionTtlMs: number
+  /** Consecutive failed logins per number before password login is refused (NIST: at most 100). */
+  numberFailureLimit: number
+}
+
+export interface AuthServiceDeps {
+  store: AuthStore
+  sms: SmsSender
+  clock: Clock
+  randomInt: RandomInt
+  randomBytes: RandomBytes
+  newId: () => string
+  hasher: PasswordHasher
+  challenges: ChallengeCache
+  throttle: SendThrottle
+  lockout: ClientLockout
+  pacer: SendPacer
+  policy: AuthPolicy
+}
+
+/** Who is calling: the key limits and lockouts are counted against (see clientKey). */
+export interface Caller {
+  clientKey: string
+}
+
+export interface CodeSent {
+  codeExpiresAt: number
+  resendAvailableAt: number
+}
+
+export interface Session {
+  token: string
+  userId: string
+  expiresAt: number
+}
+
+export interface SessionInfo {
+  userId: string
+  phone: string
+  expiresAt: number
+}
+
+export type Credential = { kind: 'password'; value: string } | { kind: 'code'; value: string }
+
+/**
+ * AuthService holds the rules of sign-up and login. Each method validates its input, applies the
+ * limits and answers in domain terms; failures are AuthErrors.
+ */
+export class AuthService {
+  readonly #d: AuthServiceDeps
+
+  constructor(deps: AuthServiceDeps) {
+    this.#d = deps
+  }
+
+  /**
+   * register sends a sign-up code and creates or refreshes the pending account. A verified number
+   * gets the same answer, in the same time, and nothing changes.
+   * Throws INVALID_PHONE_NUMBER, INVALID_PASSWORD, RESEND_TOO_SOON, NUMBER_SEND_LIMIT,
+   * CLIENT_SEND_LIMIT, SMS_UNAVAILABLE.
+   */
+  async register(
+    input: { phone: string; password: string | undefined },
+    caller: Caller,
+  ): Promise<CodeSent> {
+    const { store, clock, hasher, newId } = this.#d
+    const phone = parsePhone(input.phone, this.#d.policy.defaultRegion)
+    const password = input.password === undefined ? undefined : parseNewPassword(input.password)
+    const reservation = this.#d.throttle.reserve(phone, caller.clientKey)
+    try {
+      // Hashed for verified numbers too, so both paths take the same time.
+      const passwordHash = password === undefined ? null : await hasher.hash(password)
+      const user = store.savePendingUser(phone, passwordHash, clock.now(), newId())
+      if (user.verifiedAt !== null) {
+        await this.#d.pacer.pace()
+        return this.#codeSent(reservation.resendAvailableAt)
+      }
+      await this.#sendCode('register', phone, passwordHash)
+      return this.#codeSent(reservation.resendAvailableAt)
+    } catch (error) {
+      reservation.release()
+      throw error
+    }
+  }
+
+  /**
+   * verifyOtp checks a sign-up code and marks the number verified.
+   * Throws INVALID_PHONE_NUMBER, INVALID_CODE_FORMAT, CLIENT_LOCKED_OUT, INVALID_CREDENTIALS.
+   */
+  verifyOtp(input: { phone: string; code: string }, caller: Caller): void {
+    const { store, clock, lockout, challenges, newId } = this.#d
+    const phone = parsePhone(input.phone, this.#d.policy.defaultRegion)
+    const code = parseCode(input.code)
+    lockout.begin(caller.clientKey, phone)
+    const answer = challenges.answer('register', phone, code)
+    if (!answer.ok) {
+      lockout.fail(caller.clientKey)
+      throw new AuthError('INVALID_CREDENTIALS')
+    }
+    store.verifyUser(phone, answer.challenge.passwordHash, clock.now(), newId())
+    lockout.succeed(caller.clientKey, phone)
+  }
+
+  /**
+   * requestLoginCode sends a login code to a verified number; any other number gets the same
+   * answer, in the same time, and no SMS.
+   * Throws INVALID_PHONE_NUMBER, RESEND_TOO_SOON, NUMBER_SEND_LIMIT, CLIENT_SEND_LIMIT,
+   * SMS_UNAVAILABLE.
+   */
+  async requestLoginCode(input: { phone: string }, caller: Caller): Promise<CodeSent> {
+    const phone = parsePhone(input.phone, this.#d.policy.defaultRegion)
+    const reservation = this.#d.throttle.reserve(phone, caller.clientKey)
+    try {
+      const user = this.#d.store.findUserByPhone(phone)
+      if (user?.verifiedAt == null) await this.#d.pacer.pace()
+      else await this.#sendCode('login', phone, null)
+      return this.#codeSent(reservation.resendAvailableAt)
+    } catch (error) {
+      reservation.release()
+      throw error
+    }
+  }
+
+  /**
+   * login exchanges a verified number and a password or login code for a session.
+   * Throws INVALID_PHONE_NUMBER, INVALID_PASSWORD, INVALID_CODE_FORMAT, MISSING_CREDENTIAL,
+   * CLIENT_LOCKED_OUT, PASSWORD_LOGIN_DISABLED, INVALID_CREDENTIALS, PHONE_NOT_VERIFIED.
+   */
+  async login(
+    input: { phone: string; credential: Credential | undefined },
+    caller: Caller,
+  ): Promise<Session> {
+    const phone = parsePhone(input.phone, this.#d.policy.defaultRegion)
+    const credential = input.credential
+    if (credential === undefined) {
+      throw new AuthError('MISSING_CREDENTIAL', {
+        violation: { field: 'credential', description: 'one of password or code is required' },
+      })
+    }
+    return credential.kind === 'password'
+      ? this.#loginWithPassword(phone, parseLoginPassword(credential.value), caller)
+      : this.#loginWithCode(phone, parseCode(credential.value), caller)
+  }
+
+  /** validateSession tells who owns a live session. Throws INVALID_SESSION_TOKEN, SESSION_INVALID. */
+  validateSession(input: { token: string }): SessionInfo {
+    const token = parseSessionToken(input.token)
+    const session = this.#d.store.findSession(hashSessionToken(token), this.#d.clock.now())
+    if (session === undefined) throw new AuthError('SESSION_INVALID')
+    return session
+  }
+
+  /** logout ends a session; ending an unknown or ended one succeeds too. Throws INVALID_SESSION_TOKEN. */
+  logout(input: { token: string }): void {
+    const token = parseSessionToken(input.token)
+    this.#d.store.deleteSession(hashSessionToken(token))
+  }
+
+  async #loginWithPassword(phone: string, password: string, caller: Caller): Promise<Session> {
+    const { store, lockout, hasher, policy } = this.#d
+    if (store.countNumberFailures(phone) >= policy.numberFailureLimit) {
+      throw new AuthError('PASSWORD_LOGIN_DISABLED')
+    }
+    lockout.begin(caller.clientKey, phone)
+    // Counted before the hash is checked, like the client try, so that tries in flight from many
+    // addresses cannot pass the per-number cap.
+    store.addNumberFailure(phone, this.#d.clock.now())
+    let user: User | undefined
+    let ok = false
+    try {
+      user = store.findUserByPhone(phone)
+      ok = await hasher.verify(user?.passwordHash ?? null, password)
+    } finally {
+      if (!ok) lockout.fail(caller.clientKey)
+    }
+    if (!ok || user === undefined) throw new AuthError('INVALID_CREDENTIALS')
+    store.clearNumberFailures(phone)
+    lockout.succeed(caller.clientKey, phone)
+    if (user.verifiedAt === null) throw new AuthError('PHONE_NOT_VERIFIED')
+    return this.#startSession(user)
+  }
+
+  #loginWithCode(phone: string, code: string, caller: Caller): Session {
+    const { store, lockout, challenges, clock } = this.#d
+    lockout.begin(caller.clientKey, phone)
+    const answer = challenges.answer('login', phone, code)
+    const user = answer.ok ? store.findUserByPhone(phone) : undefined
+    if (user?.verifiedAt == null) {
+      store.addNumberFailure(phone, clock.now())
+      lockout.fail(caller.clientKey)
+      throw new AuthError('INVALID_CREDENTIALS')
+    }
+    store.clearNumberFailures(phone)
+    lockout.succeed(caller.clientKey, phone)
+    return this.#startSession(user)
+  }
+
+  #startSession(user: User): Session {
+    const { store, clock, randomBytes, policy } = this.#d
+    const now = clock.now()
+    const token = newSessionToken(randomBytes)
+    const expiresAt = now + policy.sessionTtlMs
+    store.createSession(hashSessionToken(token), user.id, now, expiresAt)
+    return { token, userId: user.id, expiresAt }
+  }
+
+  async #sendCode(purpose: CodePurpose, phone: string, passwordHash: string | null): Promise<void> {
+    const { sms, randomInt, challenges, pacer, clock, policy } = this.#d
+    const code = generateCode(randomInt)
+    const minutes = Math.round(policy.codeTtlMs / 60_000)
+    const text =
+      purpose === 'register'
+        ? `Your sign-up code is ${code}. It expires in ${minutes} minutes. Do not share it.`
+        : `Your login code is ${code}. It expires in ${minutes} minutes. Do not share it.`
+    const started = clock.now()
+    try {
+      await sms.send({ phone, code, purpose, text })
+    } catch (cause) {
+      throw new AuthError('SMS_UNAVAILABLE', { cause })
+    }
+    pacer.observe(clock.now() - started)
+    // Stored only once the SMS is accepted: a failed send leaves the previous code valid.
+    challenges.issue(purpose, phone, code, passwordHash)
+  }
+
+  #codeSent(resendAvailableAt: number): CodeSent {
+    return { codeExpiresAt: this.#d.clock.now() + this.#d.policy.codeTtlMs, resendAvailableAt }
+  }
+}

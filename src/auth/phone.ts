@@ -1,0 +1,33 @@
+import { parsePhoneNumberFromString, type CountryCode } from 'libphonenumber-js/max'
+import { invalidField } from './auth-error.js'
+
+// Longer than any real number in any notation; bounds the work done on hostile input.
+const MAX_RAW_LENGTH = 64
+
+/**
+ * parsePhone normalises a number to E.164 with full libphonenumber metadata, so numbers that
+ * cannot exist (unassigned ranges, wrong lengths) are refused. Throws INVALID_PHONE_NUMBER.
+ */
+export function parsePhone(raw: string, defaultRegion: CountryCode | undefined): string {
+  if (raw.trim() === '') {
+    throw invalidField('INVALID_PHONE_NUMBER', 'phone_number', 'phone_number is required')
+  }
+  if (raw.length > MAX_RAW_LENGTH) {
+    throw invalidField(
+      'INVALID_PHONE_NUMBER',
+      'phone_number',
+      `phone_number must be at most ${MAX_RAW_LENGTH} characters`,
+    )
+  }
+  const parsed = parsePhoneNumberFromString(raw, defaultRegion)
+  if (parsed === undefined || !parsed.isValid()) {
+    throw invalidField(
+      'INVALID_PHONE_NUMBER',
+      'phone_number',
+      defaultRegion === undefined
+        ? 'phone_number is not a valid phone number; use E.164 such as +14155550123'
+        : 'phone_number is not a valid phone number',
+    )
+  }
+  return parsed.number
+}

@@ -1,0 +1,65 @@
+import pino from 'pino'
+import { startApp } from './app.js'
+import { ConfigError, loadConfig, type Config } from './config.js'
+
+// Keys that could carry a secret, wherever they appear in a log object.
+const REDACT = [
+  'password',
+  'code',
+  'session_token',
+  'sessionToken',
+  'token',
+  '*.password',
+  '*.code',
+  '*.session_token',
+  '*.sessionToken',
+  '*.token',
+  'req.headers.authorization',
+]
+
+async function main(): Promise<void> {
+  let config: Readonly<Config>
+  try {
+    config = loadConfig(process.env)
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error
+    process.stderr.write(`otpauth: ${error.message}\n`)
+    process.exit(2)
+  }
+  const log = pino({ level: config.logLevel, redact: { paths: REDACT, censor: '[REDACTED]' } })
+
+  if (config.sms.kind === 'console') {
+    log.warn(
+      'OTPAUTH_SMS=console: one-time codes are written to this log instead of being sent. ' +
+        'For development only; set OTPAUTH_SMS=webhook in production.',
+    )
+  }
+
+  const app = await startApp(config, log)
+  const host = config.address.slice(0, config.address.lastIndexOf(':'))
+  log.info(
+    { address: `${host}:${app.port}`, database: config.databasePath, sms: config.sms.kind },
+    `otpauth listening on ${host}:${app.port}`,
+  )
+
+  const shutdown = (signal: string): void => {
+    log.info({ signal }, 'shutting down: draining calls in flight')
+    app.stop().then(
+      () => {
+        log.info('stopped')
+        process.exit(0)
+      },
+      (error: unknown) => {
+        log.error({ err: error }, 'shutdown failed')
+        process.exit(1)
+      },
+    )
+  }
+  process.once('SIGTERM', () => shutdown('SIGTERM'))
+  process.once('SIGINT', () => shutdown('SIGINT'))
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`otpauth: ${error instanceof Error ? error.message : String(error)}\n`)
+  process.exit(1)
+})

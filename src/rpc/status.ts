@@ -1,0 +1,118 @@
+import { Metadata, status, type ServiceError } from '@grpc/grpc-js'
+import { AuthError, type AuthErrorReason } from '../auth/auth-error.js'
+import { BadRequest, ErrorInfo, RetryInfo } from '../../gen/google/rpc/error_details.js'
+import { Status } from '../../gen/google/rpc/status.js'
+
+export const ERROR_DOMAIN = 'otpauth'
+
+// One message for every credential failure, so the answer never tells which part was wrong.
+const INVALID_CREDENTIALS_MESSAGE = 'invalid phone number or credentials'
+
+/** The one table from failure reason to gRPC status and developer-facing message. */
+export const statusOf: Record<AuthErrorReason, { code: status; message: string }> = {
+  INVALID_PHONE_NUMBER: { code: status.INVALID_ARGUMENT, message: 'invalid phone number' },
+  INVALID_PASSWORD: { code: status.INVALID_ARGUMENT, message: 'invalid password' },
+  INVALID_CODE_FORMAT: { code: status.INVALID_ARGUMENT, message: 'code must be 6 digits' },
+  MISSING_CREDENTIAL: { code: status.INVALID_ARGUMENT, message: 'password or code is required' },
+  INVALID_SESSION_TOKEN: { code: status.INVALID_ARGUMENT, message: 'malformed session token' },
+  INVALID_CREDENTIALS: { code: status.UNAUTHENTICATED, message: INVALID_CREDENTIALS_MESSAGE },
+  PHONE_NOT_VERIFIED: {
+    code: status.FAILED_PRECONDITION,
+    message: 'phone number is not verified; verify it with the code sent at registration',
+  },
+  PASSWORD_LOGIN_DISABLED: {
+    code: status.FAILED_PRECONDITION,
+    message: 'password login is disabled after too many failures; log in with a code',
+  },
+  CLIENT_LOCKED_OUT: {
+    code: status.RESOURCE_EXHAUSTED,
+    message: 'too many failed attempts from this address; try again later',
+  },
+  RESEND_TOO_SOON: {
+    code: status.RESOURCE_EXHAUSTED,
+    message: 'a code was sent to this number recently; wait before asking again',
+  },
+  NUMBER_SEND_LIMIT: {
+    code: status.RESOURCE_EXHAUSTED,
+    message: 'too many codes sent to this number; try again later',
+  },
+  CLIENT_SEND_LIMIT: {
+    code: status.RESOURCE_EXHAUSTED,
+    message: 'too many codes requested from this address; try again later',
+  },
+  SESSION_INVALID: {
+    code: status.UNAUTHENTICATED,
+    message: 'session is unknown, expired or ended',
+  },
+  SMS_UNAVAILABLE: {
+    code: status.UNAVAILABLE,
+    message: 'the SMS could not be sent; try again shortly',
+  },
+}
+
+const INTERNAL = { code: status.INTERNAL, message: 'internal error' }
+
+/** An error as grpc-js sends it, with the google.rpc.Status in grpc-status-details-bin. */
+export interface MappedError {
+  error: Partial<ServiceError>
+  /** The status name, for the log line. */
+  statusName: string
+  /** Set when the error is not a plain client mistake and its cause belongs in the log. */
+  cause: unknown
+}
+
+/**
+ * toServiceError maps any thrown value to a gRPC error with rich details: ErrorInfo always,
+ * RetryInfo with a retry delay, BadRequest with a field violation. Anything that is not an
+ * AuthError becomes INTERNAL with a generic message; its cause is only logged.
+ */
+export function toServiceError(thrown: unknown): MappedError {
+  const authError = thrown instanceof AuthError ? thrown : undefined
+  const reason = authError?.reason ?? 'INTERNAL'
+  const { code, message } = authError === undefined ? INTERNAL : statusOf[authError.reason]
+
+  const metadataEntries: Record<string, string> = {}
+  const details = []
+  if (authError?.retryAfterMs !== undefined) {
+    const ms = Math.max(0, Math.ceil(authError.retryAfterMs))
+    metadataEntries['retryAfterSeconds'] = String(Math.ceil(ms / 1000))
+    details.push(
+      any(
+        'google.rpc.RetryInfo',
+        RetryInfo.encode({
+          retryDelay: { seconds: String(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1_000_000 },
+        }).finish(),
+      ),
+    )
+  }
+  if (authError?.violation !== undefined) {
+    details.push(
+      any(
+        'google.rpc.BadRequest',
+        BadRequest.encode({ fieldViolations: [{ ...authError.violation, reason }] }).finish(),
+      ),
+    )
+  }
+  details.unshift(
+    any(
+      'google.rpc.ErrorInfo',
+      ErrorInfo.encode({ reason, domain: ERROR_DOMAIN, metadata: metadataEntries }).finish(),
+    ),
+  )
+
+  const metadata = new Metadata()
+  metadata.set(
+    'grpc-status-details-bin',
+    Buffer.from(Status.encode({ code, message, details }).finish()),
+  )
+  const isClientMistake = authError !== undefined && authError.cause === undefined
+  return {
+    error: { code, details: message, metadata },
+    statusName: status[code],
+    cause: isClientMistake ? undefined : thrown,
+  }
+}
+
+function any(type: string, value: Uint8Array): { typeUrl: string; value: Buffer } {
+  return { typeUrl: `type.googleapis.com/${type}`, value: Buffer.from(value) }
+}

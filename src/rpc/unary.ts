@@ -1,0 +1,67 @@
+import type { handleUnaryCall, ServerUnaryCall, sendUnaryData } from '@grpc/grpc-js'
+import type { Logger } from 'pino'
+import type { Caller } from '../auth/auth-service.js'
+import { clientKey, resolveClientAddress, type TrustedProxies } from '../auth/client-address.js'
+import { toServiceError } from './status.js'
+
+/** CallContext is what a handler knows about the call besides its request. */
+export interface CallContext {
+  caller: Caller
+}
+
+export type UnaryHandler<Req, Res> = (request: Req, context: CallContext) => Promise<Res> | Res
+
+export interface UnaryOptions {
+  log: Logger
+  trustedProxies: TrustedProxies
+}
+
+/**
+ * unary adapts an async handler to grpc-js: the only code that calls a grpc-js callback. A handler
+ * that throws or rejects becomes a mapped status (never an unhandled rejection), and every call
+ * ends in exactly one log line: method, status, duration and client address. Requests are never
+ * logged, so codes, passwords and tokens cannot reach the log.
+ */
+export function unary<Req, Res>(
+  method: string,
+  handler: UnaryHandler<Req, Res>,
+  options: UnaryOptions,
+): handleUnaryCall<Req, Res> {
+  return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
+    const started = performance.now()
+    const client = clientAddress(call, options.trustedProxies)
+    const finish = (statusName: string, cause?: unknown): void => {
+      const line = { rpc: method, status: statusName, ms: round(performance.now() - started), client }
+      if (cause === undefined) options.log.info(line, 'rpc')
+      else options.log.error({ ...line, err: cause }, 'rpc failed')
+    }
+    const fail = (thrown: unknown): void => {
+      const mapped = toServiceError(thrown)
+      finish(mapped.statusName, mapped.cause)
+      callback(mapped.error)
+    }
+    try {
+      Promise.resolve(handler(call.request, { caller: { clientKey: clientKey(client) } })).then(
+        (response) => {
+          finish('OK')
+          callback(null, response)
+        },
+        fail,
+      )
+    } catch (thrown) {
+      fail(thrown)
+    }
+  }
+}
+
+function clientAddress(call: ServerUnaryCall<unknown, unknown>, trusted: TrustedProxies): string {
+  const peer = call.getPeer()
+  // grpc-js writes the peer as "address:port" (IPv6 without brackets) or "unknown" (unix socket).
+  const address = peer === 'unknown' ? 'local' : peer.slice(0, peer.lastIndexOf(':'))
+  const forwardedFor = call.metadata.get('x-forwarded-for').map(String)
+  return resolveClientAddress(address, forwardedFor, trusted)
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 100) / 100
+}

@@ -1,0 +1,278 @@
+import type SQLite from 'better-sqlite3'
+import type { Kysely } from 'kysely'
+import type { AuthStore, SessionRecord, User } from '../auth/auth-store.js'
+import type { Database } from './database.js'
+import { param, prepare } from './prepared-query.js'
+
+interface UserRow {
+  id: string
+  phone: string
+  password_hash: string | null
+  verified_at: number | null
+}
+
+function toUser(row: UserRow): User {
+  return {
+    id: row.id,
+    phone: row.phone,
+    passwordHash: row.password_hash,
+    verifiedAt: row.verified_at,
+  }
+}
+
+/**
+ * SqliteAuthStore is the only place that speaks SQL. Queries are written with Kysely, compiled once
+ * and run as prepared better-sqlite3 statements; methods that take several statements run them in
+ * one transaction.
+ */
+export function createSqliteAuthStore(sqlite: SQLite.Database, db: Kysely<Database>): AuthStore {
+  const q = {
+    findUser: prepare(
+      sqlite,
+      db
+        .selectFrom('users')
+        .select(['id', 'phone', 'password_hash', 'verified_at'])
+        .where('phone', '=', param('phone')),
+    ),
+    upsertPending: prepare(
+      sqlite,
+      db
+        .insertInto('users')
+        .values({
+          id: param('id'),
+          phone: param('phone'),
+          password_hash: param('passwordHash'),
+          verified_at: null,
+          created_at: param('now'),
+          updated_at: param('now'),
+        })
+        .onConflict((oc) =>
+          oc
+            .column('phone')
+            .doUpdateSet((eb) => ({
+              password_hash: eb.ref('excluded.password_hash'),
+              updated_at: eb.ref('excluded.updated_at'),
+            }))
+            .where('users.verified_at', 'is', null),
+        ),
+    ),
+    upsertVerified: prepare(
+      sqlite,
+      db
+        .insertInto('users')
+        .values({
+          id: param('id'),
+          phone: param('phone'),
+          password_hash: param('passwordHash'),
+          verified_at: param('now'),
+          created_at: param('now'),
+          updated_at: param('now'),
+        })
+        .onConflict((oc) =>
+          oc
+            .column('phone')
+            .doUpdateSet((eb) => ({
+              password_hash: eb.ref('excluded.password_hash'),
+              verified_at: eb.ref('excluded.verified_at'),
+              updated_at: eb.ref('excluded.updated_at'),
+            }))
+            .where('users.verified_at', 'is', null),
+        ),
+    ),
+    findLockout: prepare(
+      sqlite,
+      db
+        .selectFrom('lockouts')
+        .select('locked_until')
+        .where('client_key', '=', param('clientKey'))
+        .where('locked_until', '>', param('now')),
+    ),
+    lock: prepare(
+      sqlite,
+      db
+        .insertInto('lockouts')
+        .values({ client_key: param('clientKey'), locked_until: param('until') })
+        .onConflict((oc) =>
+          oc.column('client_key').doUpdateSet((eb) => ({
+            locked_until: eb.ref('excluded.locked_until'),
+          })),
+        ),
+    ),
+    countClientFailures: prepare(
+      sqlite,
+      db
+        .selectFrom('client_failures')
+        .select((eb) => eb.fn.coalesce(eb.fn.sum<number>('failures'), eb.lit(0)).as('n'))
+        .where('client_key', '=', param('clientKey'))
+        .where('last_failure_at', '>=', param('since')),
+    ),
+    addClientFailure: prepare(
+      sqlite,
+      db
+        .insertInto('client_failures')
+        .values({
+          client_key: param('clientKey'),
+          phone: param('phone'),
+          failures: 1,
+          last_failure_at: param('now'),
+        })
+        .onConflict((oc) =>
+          oc.columns(['client_key', 'phone']).doUpdateSet((eb) => ({
+            failures: eb
+              .case()
+              .when('client_failures.last_failure_at', '>=', param<number>('since'))
+              .then(eb('client_failures.failures', '+', 1))
+              .else(1)
+              .end(),
+            last_failure_at: eb.ref('excluded.last_failure_at'),
+          })),
+        ),
+    ),
+    clearClientFailures: prepare(
+      sqlite,
+      db.deleteFrom('client_failures').where('client_key', '=', param('clientKey')),
+    ),
+    clearClientPhoneFailures: prepare(
+      sqlite,
+      db
+        .deleteFrom('client_failures')
+        .where('client_key', '=', param('clientKey'))
+        .where('phone', '=', param('phone')),
+    ),
+    countNumberFailures: prepare(
+      sqlite,
+      db.selectFrom('number_failures').select('failures').where('phone', '=', param('phone')),
+    ),
+    addNumberFailure: prepare(
+      sqlite,
+      db
+        .insertInto('number_failures')
+        .values({ phone: param('phone'), failures: 1, last_failure_at: param('now') })
+        .onConflict((oc) =>
+          oc.column('phone').doUpdateSet((eb) => ({
+            failures: eb('number_failures.failures', '+', 1),
+            last_failure_at: eb.ref('excluded.last_failure_at'),
+          })),
+        ),
+    ),
+    clearNumberFailures: prepare(
+      sqlite,
+      db.deleteFrom('number_failures').where('phone', '=', param('phone')),
+    ),
+    createSession: prepare(
+      sqlite,
+      db.insertInto('sessions').values({
+        token_hash: param('tokenHash'),
+        user_id: param('userId'),
+        created_at: param('now'),
+        expires_at: param('expiresAt'),
+      }),
+    ),
+    findSession: prepare(
+      sqlite,
+      db
+        .selectFrom('sessions')
+        .innerJoin('users', 'users.id', 'sessions.user_id')
+        .select(['sessions.user_id', 'users.phone', 'sessions.expires_at'])
+        .where('sessions.token_hash', '=', param('tokenHash'))
+        .where('sessions.expires_at', '>', param('now')),
+    ),
+    deleteSession: prepare(
+      sqlite,
+      db.deleteFrom('sessions').where('token_hash', '=', param('tokenHash')),
+    ),
+    pruneSessions: prepare(
+      sqlite,
+      db.deleteFrom('sessions').where('expires_at', '<=', param('now')),
+    ),
+    pruneLockouts: prepare(
+      sqlite,
+      db.deleteFrom('lockouts').where('locked_until', '<=', param('now')),
+    ),
+    pruneClientFailures: prepare(
+      sqlite,
+      db.deleteFrom('client_failures').where('last_failure_at', '<', param('since')),
+    ),
+    prunePendingUsers: prepare(
+      sqlite,
+      db
+        .deleteFrom('users')
+        .where('verified_at', 'is', null)
+        .where('updated_at', '<', param('before')),
+    ),
+  }
+
+  const mustFindUser = (phone: string): User => {
+    const row = q.findUser.get({ phone })
+    if (row === undefined) throw new Error('user row vanished inside its own transaction')
+    return toUser(row)
+  }
+
+  const savePendingUser = sqlite.transaction(
+    (phone: string, passwordHash: string | null, now: number, id: string): User => {
+      q.upsertPending.run({ id, phone, passwordHash, now })
+      return mustFindUser(phone)
+    },
+  )
+  const verifyUser = sqlite.transaction(
+    (phone: string, passwordHash: string | null, now: number, id: string): User => {
+      q.upsertVerified.run({ id, phone, passwordHash, now })
+      return mustFindUser(phone)
+    },
+  )
+  const pruneExpired = sqlite.transaction(
+    (now: number, failureWindowMs: number, pendingRetentionMs: number): number =>
+      q.pruneSessions.run({ now }).changes +
+      q.pruneLockouts.run({ now }).changes +
+      q.pruneClientFailures.run({ since: now - failureWindowMs }).changes +
+      q.prunePendingUsers.run({ before: now - pendingRetentionMs }).changes,
+  )
+
+  return {
+    findUserByPhone(phone) {
+      const row = q.findUser.get({ phone })
+      return row === undefined ? undefined : toUser(row)
+    },
+    savePendingUser: (phone, passwordHash, now, newId) =>
+      savePendingUser(phone, passwordHash, now, newId),
+    verifyUser: (phone, passwordHash, now, newId) => verifyUser(phone, passwordHash, now, newId),
+
+    findLockout: (clientKey, now) => q.findLockout.get({ clientKey, now })?.locked_until,
+    lockClient(clientKey, until) {
+      q.lock.run({ clientKey, until })
+    },
+    countClientFailures: (clientKey, since) =>
+      Number(q.countClientFailures.get({ clientKey, since })?.n ?? 0),
+    addClientFailure(clientKey, phone, now, since) {
+      q.addClientFailure.run({ clientKey, phone, now, since })
+    },
+    clearClientFailures(clientKey, phone) {
+      if (phone === undefined) q.clearClientFailures.run({ clientKey })
+      else q.clearClientPhoneFailures.run({ clientKey, phone })
+    },
+
+    countNumberFailures: (phone) => q.countNumberFailures.get({ phone })?.failures ?? 0,
+    addNumberFailure(phone, now) {
+      q.addNumberFailure.run({ phone, now })
+    },
+    clearNumberFailures(phone) {
+      q.clearNumberFailures.run({ phone })
+    },
+
+    createSession(tokenHash, userId, now, expiresAt) {
+      q.createSession.run({ tokenHash, userId, now, expiresAt })
+    },
+    findSession(tokenHash, now): SessionRecord | undefined {
+      const row = q.findSession.get({ tokenHash, now })
+      return row === undefined
+        ? undefined
+        : { userId: row.user_id, phone: row.phone, expiresAt: row.expires_at }
+    },
+    deleteSession(tokenHash) {
+      q.deleteSession.run({ tokenHash })
+    },
+
+    pruneExpired: (now, failureWindowMs, pendingRetentionMs) =>
+      pruneExpired(now, failureWindowMs, pendingRetentionMs),
+  }
+}
