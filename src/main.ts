@@ -1,21 +1,6 @@
-import pino from 'pino'
 import { startApp } from './app.js'
 import { ConfigError, loadConfig, type Config } from './config.js'
-
-// Keys that could carry a secret, wherever they appear in a log object.
-const REDACT = [
-  'password',
-  'code',
-  'session_token',
-  'sessionToken',
-  'token',
-  '*.password',
-  '*.code',
-  '*.session_token',
-  '*.sessionToken',
-  '*.token',
-  'req.headers.authorization',
-]
+import { createLogger } from './log.js'
 
 async function main(): Promise<void> {
   let config: Readonly<Config>
@@ -26,7 +11,7 @@ async function main(): Promise<void> {
     process.stderr.write(`otpauth: ${error.message}\n`)
     process.exit(2)
   }
-  const log = pino({ level: config.logLevel, redact: { paths: REDACT, censor: '[REDACTED]' } })
+  const log = createLogger(config.logLevel)
 
   if (config.sms.kind === 'console') {
     log.warn(

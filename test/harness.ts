@@ -1,0 +1,189 @@
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Writable } from 'node:stream'
+import { onTestFinished } from 'vitest'
+import { startApp, type App } from '../src/app.js'
+import type { Clock } from '../src/auth/clock.js'
+import type { SmsMessage, SmsSender } from '../src/auth/sms-sender.js'
+import { OtpAuthClient, OtpAuthError } from '../src/client/otpauth-client.js'
+import { loadConfig, type Config } from '../src/config.js'
+import { createLogger } from '../src/log.js'
+
+/** FakeClock starts at a fixed instant and moves only when told. */
+export class FakeClock implements Clock {
+  #now: number
+  constructor(start = Date.UTC(2026, 0, 1)) {
+    this.#now = start
+  }
+  now(): number {
+    return this.#now
+  }
+  advance(ms: number): void {
+    this.#now += ms
+  }
+}
+
+/** SmsOutbox records every message; failNext makes the next sends reject. */
+export class SmsOutbox implements SmsSender {
+  readonly messages: SmsMessage[] = []
+  #failures = 0
+
+  send(message: SmsMessage): Promise<void> {
+    if (this.#failures > 0) {
+      this.#failures -= 1
+      return Promise.reject(new Error('SMS provider down (test)'))
+    }
+    this.messages.push(message)
+    return Promise.resolve()
+  }
+
+  failNext(count = 1): void {
+    this.#failures = count
+  }
+
+  sentTo(phone: string): SmsMessage[] {
+    return this.messages.filter((m) => m.phone === phone)
+  }
+
+  /** lastCodeFor returns the newest code sent to the number; throws if none was. */
+  lastCodeFor(phone: string, purpose?: SmsMessage['purpose']): string {
+    const found = this.sentTo(phone).filter((m) => purpose === undefined || m.purpose === purpose)
+    const last = found.at(-1)
+    if (last === undefined) throw new Error(`no SMS was sent to ${phone}`)
+    return last.code
+  }
+}
+
+/** LogCapture keeps every JSON log line the server writes. */
+export class LogCapture extends Writable {
+  readonly lines: string[] = []
+  override _write(chunk: Buffer, _encoding: string, done: () => void): void {
+    this.lines.push(...chunk.toString().split('\n').filter((l) => l !== ''))
+    done()
+  }
+  get text(): string {
+    return this.lines.join('\n')
+  }
+  entries(): Record<string, unknown>[] {
+    return this.lines.map((l) => JSON.parse(l) as Record<string, unknown>)
+  }
+}
+
+/**
+ * testConfig is the production default with test-friendly edges: a free loopback port, a temp
+ * SQLite file, loopback as trusted proxy (so tests choose client addresses via x-forwarded-for)
+ * and argon2 at a lower (still real) cost.
+ */
+export function testConfig(dir: string, overrides: Partial<Config> = {}): Config {
+  return {
+    ...loadConfig({}),
+    address: '127.0.0.1:0',
+    databasePath: join(dir, 'otpauth.db'),
+    trustedProxies: ['127.0.0.1/32', '::1/128'],
+    argon2: { memoryKib: 1024, timeCost: 1, parallelism: 1 },
+    shutdownGraceSeconds: 2,
+    ...overrides,
+  }
+}
+
+export interface TestServer {
+  app: App
+  client: OtpAuthClient
+  address: string
+  clock: FakeClock
+  sms: SmsOutbox
+  logs: LogCapture
+  config: Config
+  dir: string
+  /** as returns call settings that make the call come from the given client address. */
+  as(ip: string): { metadata: Record<string, string> }
+  /** restart stops the server and starts a new one on the same database file. */
+  restart(): Promise<TestServer>
+}
+
+export interface StartOptions {
+  config?: Partial<Config>
+  clock?: FakeClock
+  dir?: string
+  randomInt?: (max: number) => number
+}
+
+/** startTestServer runs the real service on 127.0.0.1:0 and stops it when the test ends. */
+export async function startTestServer(options: StartOptions = {}): Promise<TestServer> {
+  const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'otpauth-test-'))
+  const ownsDir = options.dir === undefined
+  const clock = options.clock ?? new FakeClock()
+  const sms = new SmsOutbox()
+  const logs = new LogCapture()
+  const config = testConfig(dir, options.config)
+  const app = await startApp(config, createLogger('info', logs), {
+    clock,
+    sms,
+    ...(options.randomInt === undefined ? {} : { randomInt: options.randomInt }),
+  })
+  const address = `127.0.0.1:${app.port}`
+  const client = new OtpAuthClient(address, {
+    channelOptions: { 'grpc.use_local_subchannel_pool': 1 },
+  })
+  let stopped = false
+  const stop = async (): Promise<void> => {
+    if (stopped) return
+    stopped = true
+    client.close()
+    await app.stop()
+  }
+  onTestFinished(async () => {
+    await stop()
+    if (ownsDir) rmSync(dir, { recursive: true, force: true })
+  })
+  return {
+    app,
+    client,
+    address,
+    clock,
+    sms,
+    logs,
+    config,
+    dir,
+    as: (ip) => ({ metadata: { 'x-forwarded-for': ip } }),
+    restart: async () => {
+      await stop()
+      return startTestServer({ ...options, clock, dir })
+    },
+  }
+}
+
+/** failure awaits a call that must fail and returns its decoded error. */
+export async function failure(call: Promise<unknown>): Promise<OtpAuthError> {
+  try {
+    await call
+  } catch (error) {
+    if (error instanceof OtpAuthError) return error
+    throw error
+  }
+  throw new Error('expected the call to fail, but it succeeded')
+}
+
+/** Valid numbers (libphonenumber full metadata) for tests. */
+export const PHONES = {
+  alice: '+14155552671',
+  bob: '+14155552672',
+  carol: '+447911123456',
+  dave: '+4915112345678',
+} as const
+
+/** signUpVerified registers and verifies a number; throws if any step fails. */
+export async function signUpVerified(
+  t: TestServer,
+  phone: string,
+  password?: string,
+  ip = '198.51.100.200',
+): Promise<void> {
+  await t.client.register(
+    password === undefined ? { phoneNumber: phone } : { phoneNumber: phone, password },
+    t.as(ip),
+  )
+  const code = t.sms.lastCodeFor(phone, 'register')
+  await t.client.verifyOtp({ phoneNumber: phone, code }, t.as(ip))
+}
