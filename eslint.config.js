@@ -22,8 +22,14 @@ export default tseslint.config(
         'error',
         {
           patterns: [
-            { group: ['@grpc/*', 'kysely', 'better-sqlite3', '**/gen/**'], message: 'src/auth holds the rules only: no gRPC, SQL or generated code.' },
-            { group: ['../rpc/*', '../store/*', '../sms/*'], message: 'Imports point one way: rpc → auth ← store.' },
+            {
+              group: ['@grpc/*', 'kysely', 'better-sqlite3', '**/gen/**'],
+              message: 'src/auth holds the rules only: no gRPC, SQL or generated code.',
+            },
+            {
+              group: ['../rpc/*', '../store/*', '../sms/*'],
+              message: 'Imports point one way: rpc → auth ← store.',
+            },
           ],
         },
       ],

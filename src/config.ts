@@ -73,7 +73,9 @@ export function loadConfig(env: Env): Readonly<Config> {
 
   const address = read('OTPAUTH_ADDRESS') ?? '0.0.0.0:50051'
   if (!/^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+):\d{1,5}$/.test(address) || portOf(address) > 65535) {
-    problems.push(`OTPAUTH_ADDRESS must be host:port (such as 0.0.0.0:50051 or [::]:50051), got "${address}"`)
+    problems.push(
+      `OTPAUTH_ADDRESS must be host:port (such as 0.0.0.0:50051 or [::]:50051), got "${address}"`,
+    )
   }
 
   const smsKind = oneOf('OTPAUTH_SMS', 'console', ['console', 'webhook'] as const)
@@ -104,22 +106,28 @@ export function loadConfig(env: Env): Readonly<Config> {
   try {
     new TrustedProxies(trustedProxies)
   } catch (error) {
-    problems.push(`OTPAUTH_TRUSTED_PROXIES must be comma-separated CIDRs: ${(error as Error).message}`)
+    problems.push(
+      `OTPAUTH_TRUSTED_PROXIES must be comma-separated CIDRs: ${(error as Error).message}`,
+    )
   }
 
   const regionRaw = read('OTPAUTH_DEFAULT_REGION')?.toUpperCase()
   let defaultRegion: CountryCode | undefined
   if (regionRaw !== undefined) {
     if (isSupportedCountry(regionRaw)) defaultRegion = regionRaw
-    else problems.push(`OTPAUTH_DEFAULT_REGION must be an ISO 3166 country code such as US or GB, got "${regionRaw}"`)
+    else
+      problems.push(
+        `OTPAUTH_DEFAULT_REGION must be an ISO 3166 country code such as US or GB, got "${regionRaw}"`,
+      )
   }
 
   let codeHmacKey: Buffer | undefined
   const keyRaw = read('OTPAUTH_CODE_HMAC_KEY')
   if (keyRaw !== undefined) {
-    codeHmacKey = /^[0-9a-fA-F]+$/.test(keyRaw) && keyRaw.length % 2 === 0
-      ? Buffer.from(keyRaw, 'hex')
-      : Buffer.from(keyRaw, 'base64')
+    codeHmacKey =
+      /^[0-9a-fA-F]+$/.test(keyRaw) && keyRaw.length % 2 === 0
+        ? Buffer.from(keyRaw, 'hex')
+        : Buffer.from(keyRaw, 'base64')
     if (codeHmacKey.length < 32) {
       problems.push('OTPAUTH_CODE_HMAC_KEY must be at least 32 bytes, hex or base64 encoded')
     }
@@ -128,7 +136,10 @@ export function loadConfig(env: Env): Readonly<Config> {
   const config: Config = {
     address,
     databasePath: read('OTPAUTH_DATABASE') ?? './data/otpauth.db',
-    databaseSynchronous: oneOf('OTPAUTH_DATABASE_SYNCHRONOUS', 'normal', ['normal', 'full'] as const),
+    databaseSynchronous: oneOf('OTPAUTH_DATABASE_SYNCHRONOUS', 'normal', [
+      'normal',
+      'full',
+    ] as const),
     sms,
     trustedProxies,
     defaultRegion,
@@ -154,7 +165,13 @@ export function loadConfig(env: Env): Readonly<Config> {
     },
     hashConcurrency: int('OTPAUTH_HASH_CONCURRENCY', 2, 1, 64),
     logLevel: oneOf('OTPAUTH_LOG_LEVEL', 'info', [
-      'fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent',
+      'fatal',
+      'error',
+      'warn',
+      'info',
+      'debug',
+      'trace',
+      'silent',
     ] as const),
     shutdownGraceSeconds: int('OTPAUTH_SHUTDOWN_GRACE_SECONDS', 10, 0, 600),
     pendingRetentionSeconds: 7 * 86_400,

@@ -40,8 +40,12 @@ async function main(): Promise<void> {
       },
     )
   }
-  process.once('SIGTERM', () => shutdown('SIGTERM'))
-  process.once('SIGINT', () => shutdown('SIGINT'))
+  process.once('SIGTERM', () => {
+    shutdown('SIGTERM')
+  })
+  process.once('SIGINT', () => {
+    shutdown('SIGINT')
+  })
 }
 
 main().catch((error: unknown) => {

@@ -59,7 +59,12 @@ export class SmsOutbox implements SmsSender {
 export class LogCapture extends Writable {
   readonly lines: string[] = []
   override _write(chunk: Buffer, _encoding: string, done: () => void): void {
-    this.lines.push(...chunk.toString().split('\n').filter((l) => l !== ''))
+    this.lines.push(
+      ...chunk
+        .toString()
+        .split('\n')
+        .filter((l) => l !== ''),
+    )
     done()
   }
   get text(): string {

@@ -47,7 +47,11 @@ describe('Register', () => {
       expect(err.code).toBe(status.INVALID_ARGUMENT)
       expect(err.reason).toBe('INVALID_PASSWORD')
       expect(err.violations).toEqual([
-        { field: 'password', description: expect.any(String) as string, reason: 'INVALID_PASSWORD' },
+        {
+          field: 'password',
+          description: expect.any(String) as string,
+          reason: 'INVALID_PASSWORD',
+        },
       ])
     }
     await t.client.register({ phoneNumber: PHONES.alice, password: 'x'.repeat(128) })
@@ -60,14 +64,26 @@ describe('Register', () => {
     t.clock.advance(60_000)
     const smsBefore = t.sms.messages.length
 
-    const again = await t.client.register({ phoneNumber: PHONES.alice, password: 'attacker password' })
+    const again = await t.client.register({
+      phoneNumber: PHONES.alice,
+      password: 'attacker password',
+    })
 
     expect(again.message).toBe(unknown.message)
     expect(Object.keys(again).sort()).toEqual(Object.keys(unknown).sort())
     expect(t.sms.messages.length).toBe(smsBefore)
-    await t.client.login({ phoneNumber: PHONES.alice, credential: { $case: 'password', value: 'original password' } })
+    await t.client.login({
+      phoneNumber: PHONES.alice,
+      credential: { $case: 'password', value: 'original password' },
+    })
     const err = await failure(
-      t.client.login({ phoneNumber: PHONES.alice, credential: { $case: 'password', value: 'attacker password' } }, t.as('198.51.100.9')),
+      t.client.login(
+        {
+          phoneNumber: PHONES.alice,
+          credential: { $case: 'password', value: 'attacker password' },
+        },
+        t.as('198.51.100.9'),
+      ),
     )
     expect(err.code).toBe(status.UNAUTHENTICATED)
   })

@@ -17,7 +17,7 @@ export interface Argon2Params {
  */
 export function parseNewPassword(raw: string): string {
   const password = normalise(raw)
-  const length = [...password].length
+  const length = Array.from(password).length
   if (length < PASSWORD_MIN_LENGTH || length > PASSWORD_MAX_LENGTH) {
     throw invalidField(
       'INVALID_PASSWORD',
@@ -31,7 +31,7 @@ export function parseNewPassword(raw: string): string {
 /** parseLoginPassword checks a password offered at login: non-empty and bounded. */
 export function parseLoginPassword(raw: string): string {
   const password = normalise(raw)
-  const length = [...password].length
+  const length = Array.from(password).length
   if (length === 0 || length > PASSWORD_MAX_LENGTH) {
     throw invalidField(
       'INVALID_PASSWORD',

@@ -116,33 +116,41 @@ export class OtpAuthClient {
   }
 
   register(request: RegisterRequest, settings?: CallSettings): Promise<RegisterResponse> {
-    return this.#call(this.#client.register, request, settings)
+    return this.#call((r, md, o, cb) => this.#client.register(r, md, o, cb), request, settings)
   }
 
   verifyOtp(request: VerifyOtpRequest, settings?: CallSettings): Promise<VerifyOtpResponse> {
-    return this.#call(this.#client.verifyOtp, request, settings)
+    return this.#call((r, md, o, cb) => this.#client.verifyOtp(r, md, o, cb), request, settings)
   }
 
   requestLoginCode(
     request: RequestLoginCodeRequest,
     settings?: CallSettings,
   ): Promise<RequestLoginCodeResponse> {
-    return this.#call(this.#client.requestLoginCode, request, settings)
+    return this.#call(
+      (r, md, o, cb) => this.#client.requestLoginCode(r, md, o, cb),
+      request,
+      settings,
+    )
   }
 
   login(request: LoginRequest, settings?: CallSettings): Promise<LoginResponse> {
-    return this.#call(this.#client.login, request, settings)
+    return this.#call((r, md, o, cb) => this.#client.login(r, md, o, cb), request, settings)
   }
 
   validateSession(
     request: ValidateSessionRequest,
     settings?: CallSettings,
   ): Promise<ValidateSessionResponse> {
-    return this.#call(this.#client.validateSession, request, settings)
+    return this.#call(
+      (r, md, o, cb) => this.#client.validateSession(r, md, o, cb),
+      request,
+      settings,
+    )
   }
 
   logout(request: LogoutRequest, settings?: CallSettings): Promise<LogoutResponse> {
-    return this.#call(this.#client.logout, request, settings)
+    return this.#call((r, md, o, cb) => this.#client.logout(r, md, o, cb), request, settings)
   }
 
   close(): void {

@@ -31,7 +31,12 @@ export function unary<Req, Res>(
     const started = performance.now()
     const client = clientAddress(call, options.trustedProxies)
     const finish = (statusName: string, cause?: unknown): void => {
-      const line = { rpc: method, status: statusName, ms: round(performance.now() - started), client }
+      const line = {
+        rpc: method,
+        status: statusName,
+        ms: round(performance.now() - started),
+        client,
+      }
       if (cause === undefined) options.log.info(line, 'rpc')
       else options.log.error({ ...line, err: cause }, 'rpc failed')
     }

@@ -16,9 +16,7 @@ const migrations: Record<string, Migration> = {
       await db.schema
         .createTable('sessions')
         .addColumn('token_hash', 'blob', (c) => c.primaryKey())
-        .addColumn('user_id', 'text', (c) =>
-          c.notNull().references('users.id').onDelete('cascade'),
-        )
+        .addColumn('user_id', 'text', (c) => c.notNull().references('users.id').onDelete('cascade'))
         .addColumn('created_at', 'integer', (c) => c.notNull())
         .addColumn('expires_at', 'integer', (c) => c.notNull())
         .modifyEnd(sql`without rowid`)
@@ -56,8 +54,12 @@ const migrations: Record<string, Migration> = {
 }
 
 /** migrate brings the schema to the latest version. Throws with the failing migration's name. */
-export async function migrate(db: Kysely<any>): Promise<void> { // eslint-disable-line @typescript-eslint/no-explicit-any -- the schema is what migrations create
-  const migrator = new Migrator({ db, provider: { getMigrations: () => Promise.resolve(migrations) } })
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- migrations build the schema the types describe
+export async function migrate(db: Kysely<any>): Promise<void> {
+  const migrator = new Migrator({
+    db,
+    provider: { getMigrations: () => Promise.resolve(migrations) },
+  })
   const { error, results } = await migrator.migrateToLatest()
   if (error !== undefined) {
     const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown'

@@ -11,6 +11,7 @@ interface Placeholder {
  * param stands for a named value in a query built once with Kysely and run many times as a
  * prepared statement. It is typed as the column's type so the builder still checks the query.
  */
+// eslint-disable-next-line @typescript-eslint/no-unnecessary-type-parameters -- T is the column type the builder expects
 export function param<T = never>(name: string): T {
   const placeholder: Placeholder = { [PARAM]: name }
   return placeholder as unknown as T

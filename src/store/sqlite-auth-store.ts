@@ -242,7 +242,7 @@ export function createSqliteAuthStore(sqlite: SQLite.Database, db: Kysely<Databa
       q.lock.run({ clientKey, until })
     },
     countClientFailures: (clientKey, since) =>
-      Number(q.countClientFailures.get({ clientKey, since })?.n ?? 0),
+      q.countClientFailures.get({ clientKey, since })?.n ?? 0,
     addClientFailure(clientKey, phone, now, since) {
       q.addClientFailure.run({ clientKey, phone, now, since })
     },
