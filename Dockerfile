@@ -1,0 +1,30 @@
+# syntax=docker/dockerfile:1
+# Build stage: compilers for better-sqlite3 (it builds SQLite from source), dev dependencies, tsc.
+FROM node:20-bookworm-slim AS build
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 make g++ \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY gen ./gen
+COPY src ./src
+RUN npm run build \
+ && npm prune --omit=dev --no-audit --no-fund
+
+# Runtime stage: production dependencies and compiled JavaScript only, no compilers, non-root.
+FROM node:20-bookworm-slim
+ENV NODE_ENV=production \
+    OTPAUTH_ADDRESS=0.0.0.0:50051 \
+    OTPAUTH_DATABASE=/data/otpauth.db
+WORKDIR /app
+COPY --from=build /app/package.json ./package.json
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+RUN mkdir -p /data && chown node:node /data
+USER node
+VOLUME ["/data"]
+EXPOSE 50051
+# node directly, not npm: npm does not pass SIGTERM on, and the service drains calls on SIGTERM.
+CMD ["node", "dist/src/main.js"]
