@@ -4,7 +4,6 @@ import { ServerCredentials, type Server } from '@grpc/grpc-js'
 import type { HealthImplementation } from 'grpc-health-check'
 import type { Logger } from 'pino'
 import { AuthService } from './auth/auth-service.js'
-import { ChallengeCache } from './auth/challenge-cache.js'
 import { TrustedProxies } from './auth/client-address.js'
 import { ClientLockout } from './auth/client-lockout.js'
 import { systemClock, type Clock } from './auth/clock.js'
@@ -14,12 +13,21 @@ import { SendPacer } from './auth/send-pacer.js'
 import { SendThrottle } from './auth/send-throttle.js'
 import type { SmsSender } from './auth/sms-sender.js'
 import type { Config } from './config.js'
+import { loadRegistry } from './http/http-rules.js'
+import { localTarget } from './http/local-target.js'
+import { RestGateway } from './http/rest-gateway.js'
+import { MeteredChallengeCache } from './metrics/metered-challenge-cache.js'
+import { MeteredSmsSender } from './metrics/metered-sms-sender.js'
+import { MetricsServer } from './metrics/metrics-server.js'
+import { OtpAuthMetrics } from './metrics/otpauth-metrics.js'
+import { GatewayPass } from './rpc/gateway-pass.js'
 import { createHandlers } from './rpc/handlers.js'
 import { createServer, SERVICE_NAME } from './rpc/server.js'
 import { ConsoleSmsSender } from './sms/console-sms-sender.js'
 import { WebhookSmsSender } from './sms/webhook-sms-sender.js'
 import { openDatabase } from './store/database.js'
 import { migrate } from './store/migrations.js'
+import { countActiveLockouts } from './store/lockout-count.js'
 import { createSqliteAuthStore } from './store/sqlite-auth-store.js'
 
 /** What tests may replace; production passes none of these. */
@@ -35,6 +43,10 @@ export interface App {
   server: Server
   health: HealthImplementation
   auth: AuthService
+  /** Port of the REST front door, when OTPAUTH_HTTP_ADDRESS is set. */
+  httpPort: number | undefined
+  /** Port of the Prometheus endpoint, when OTPAUTH_METRICS_ADDRESS is set. */
+  metricsPort: number | undefined
   /** stop drains in-flight calls (up to the grace period), then closes the database. */
   stop(): Promise<void>
 }
@@ -58,7 +70,11 @@ export async function startApp(
   }
   const store = createSqliteAuthStore(database.sqlite, database.db)
 
-  const sms = overrides.sms ?? createSmsSender(config, log)
+  // Always collected (a few counter increments per call); served only on OTPAUTH_METRICS_ADDRESS.
+  const metrics = new OtpAuthMetrics({
+    activeLockouts: () => countActiveLockouts(database.sqlite, clock.now()),
+  })
+  const sms = new MeteredSmsSender(overrides.sms ?? createSmsSender(config, log), metrics)
   const hasher = new PasswordHasher(config.argon2, config.hashConcurrency)
   await hasher.prepare()
   const auth = new AuthService({
@@ -69,7 +85,7 @@ export async function startApp(
     randomBytes: (size) => randomBytes(size),
     newId: () => randomUUID(),
     hasher,
-    challenges: new ChallengeCache({
+    challenges: new MeteredChallengeCache(metrics, {
       clock,
       // Codes live only in this process, so a key that dies with it loses nothing.
       hasher: new CodeHasher(config.codeHmacKey ?? randomBytes(32)),
@@ -97,11 +113,14 @@ export async function startApp(
     },
   })
 
+  const gatewayPass = new GatewayPass()
   const { server, health } = createServer({
     handlers: createHandlers(auth),
     log,
     trustedProxies: new TrustedProxies(config.trustedProxies),
     maxMessageBytes: config.maxMessageBytes,
+    gatewayPass,
+    observer: metrics,
   })
   let port: number
   try {
@@ -115,6 +134,36 @@ export async function startApp(
     server.forceShutdown()
     await database.close()
     throw error
+  }
+
+  let door: RestGateway | undefined
+  let httpPort: number | undefined
+  let metricsServer: MetricsServer | undefined
+  let metricsPort: number | undefined
+  try {
+    if (config.httpAddress !== undefined) {
+      door = new RestGateway({
+        target: localTarget(config.address, port),
+        registry: loadRegistry(),
+        services: [SERVICE_NAME],
+        trustedProxies: new TrustedProxies(config.trustedProxies),
+        pass: gatewayPass,
+        maxBodyBytes: config.httpMaxBodyBytes,
+        timeoutMs: 10_000,
+        log,
+      })
+      httpPort = await door.listen(config.httpAddress)
+    }
+    if (config.metricsAddress !== undefined) {
+      metricsServer = new MetricsServer(metrics.registry)
+      metricsPort = await metricsServer.listen(config.metricsAddress)
+    }
+  } catch (error) {
+    door?.close()
+    await metricsServer?.close()
+    server.forceShutdown()
+    await database.close()
+    throw new Error(`cannot start the REST door or metrics endpoint: ${(error as Error).message}`)
   }
 
   const prune = (): void => {
@@ -136,6 +185,8 @@ export async function startApp(
       health.setStatus('', 'NOT_SERVING')
       health.setStatus(SERVICE_NAME, 'NOT_SERVING')
       clearInterval(pruneTimer)
+      // REST first stops taking requests; those in flight are gRPC calls the drain below waits for.
+      const doorStopped = door?.stopAccepting()
       await new Promise<void>((resolve) => {
         // tryShutdown has no timeout of its own and can hang on a stuck client (grpc-node #1458).
         const force = setTimeout(() => {
@@ -148,10 +199,13 @@ export async function startApp(
           resolve()
         })
       })
+      door?.close()
+      await doorStopped
+      await metricsServer?.close()
       await database.close()
     })())
 
-  return { port, server, health, auth, stop }
+  return { port, server, health, auth, httpPort, metricsPort, stop }
 }
 
 function createSmsSender(config: Readonly<Config>, log: Logger): SmsSender {

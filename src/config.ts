@@ -6,6 +6,12 @@ import type { SynchronousMode } from './store/database.js'
 export interface Config {
   /** host:port to listen on; port 0 picks a free port. */
   address: string
+  /** host:port of the built-in REST front door (google.api.http transcoding); undefined: off. */
+  httpAddress: string | undefined
+  /** Largest REST request body accepted, in bytes. */
+  httpMaxBodyBytes: number
+  /** host:port serving Prometheus metrics at /metrics; undefined: off. */
+  metricsAddress: string | undefined
   databasePath: string
   databaseSynchronous: SynchronousMode
   sms: { kind: 'console' } | { kind: 'webhook'; url: URL; timeoutMs: number }
@@ -78,6 +84,19 @@ export function loadConfig(env: Env): Readonly<Config> {
     )
   }
 
+  const optionalAddress = (name: string): string | undefined => {
+    const raw = read(name)
+    if (
+      raw !== undefined &&
+      (!/^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+):\d{1,5}$/.test(raw) || portOf(raw) > 65535)
+    ) {
+      problems.push(`${name} must be host:port (such as 127.0.0.1:8080), got "${raw}"`)
+    }
+    return raw
+  }
+  const httpAddress = optionalAddress('OTPAUTH_HTTP_ADDRESS')
+  const metricsAddress = optionalAddress('OTPAUTH_METRICS_ADDRESS')
+
   const smsKind = oneOf('OTPAUTH_SMS', 'console', ['console', 'webhook'] as const)
   const webhookTimeoutMs = int('OTPAUTH_SMS_WEBHOOK_TIMEOUT_MS', 5_000, 100, 60_000)
   let sms: Config['sms'] = { kind: 'console' }
@@ -135,6 +154,9 @@ export function loadConfig(env: Env): Readonly<Config> {
 
   const config: Config = {
     address,
+    httpAddress,
+    httpMaxBodyBytes: int('OTPAUTH_HTTP_MAX_BODY_BYTES', 16_384, 1024, 4 * 1024 * 1024),
+    metricsAddress,
     databasePath: read('OTPAUTH_DATABASE') ?? './data/otpauth.db',
     databaseSynchronous: oneOf('OTPAUTH_DATABASE_SYNCHRONOUS', 'normal', [
       'normal',

@@ -26,6 +26,18 @@ async function main(): Promise<void> {
     { address: `${host}:${app.port}`, database: config.databasePath, sms: config.sms.kind },
     `otpauth listening on ${host}:${app.port}`,
   )
+  if (config.httpAddress !== undefined) {
+    log.info(
+      { httpPort: app.httpPort },
+      `REST front door on ${config.httpAddress} (port ${app.httpPort})`,
+    )
+  }
+  if (config.metricsAddress !== undefined) {
+    log.info(
+      { metricsPort: app.metricsPort },
+      `metrics on ${config.metricsAddress}/metrics (port ${app.metricsPort})`,
+    )
+  }
 
   const shutdown = (signal: string): void => {
     log.info({ signal }, 'shutting down: draining calls in flight')

@@ -6,7 +6,9 @@ import { HealthImplementation } from 'grpc-health-check'
 import type { Logger } from 'pino'
 import type { TrustedProxies } from '../auth/client-address.js'
 import { OtpAuthService, type OtpAuthServer } from '../../gen/otpauth/v1/otpauth.js'
+import type { GatewayPass } from './gateway-pass.js'
 import type { OtpAuthHandlers } from './handlers.js'
+import type { RpcObserver } from './rpc-observer.js'
 import { unary } from './unary.js'
 
 export const SERVICE_NAME = 'otpauth.v1.OtpAuth'
@@ -20,6 +22,8 @@ export interface ServerDeps {
   log: Logger
   trustedProxies: TrustedProxies
   maxMessageBytes: number
+  gatewayPass?: GatewayPass | undefined
+  observer?: RpcObserver | undefined
 }
 
 export interface OtpAuthGrpcServer {
@@ -37,7 +41,12 @@ export function createServer(deps: ServerDeps): OtpAuthGrpcServer {
   }
   const server = new Server(options)
 
-  const adapt = { log: deps.log, trustedProxies: deps.trustedProxies }
+  const adapt = {
+    log: deps.log,
+    trustedProxies: deps.trustedProxies,
+    gatewayPass: deps.gatewayPass,
+    observer: deps.observer,
+  }
   const h = deps.handlers
   const implementation: OtpAuthServer = {
     register: unary('Register', h.register, adapt),

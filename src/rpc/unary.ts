@@ -2,6 +2,8 @@ import type { handleUnaryCall, ServerUnaryCall, sendUnaryData } from '@grpc/grpc
 import type { Logger } from 'pino'
 import type { Caller } from '../auth/auth-service.js'
 import { clientKey, resolveClientAddress, type TrustedProxies } from '../auth/client-address.js'
+import type { GatewayPass } from './gateway-pass.js'
+import type { RpcObserver } from './rpc-observer.js'
 import { toServiceError } from './status.js'
 
 /** CallContext is what a handler knows about the call besides its request. */
@@ -14,6 +16,9 @@ export type UnaryHandler<Req, Res> = (request: Req, context: CallContext) => Pro
 export interface UnaryOptions {
   log: Logger
   trustedProxies: TrustedProxies
+  /** Calls from the in-process REST door carry the REST client's address under this pass. */
+  gatewayPass?: GatewayPass | undefined
+  observer?: RpcObserver | undefined
 }
 
 /**
@@ -29,12 +34,16 @@ export function unary<Req, Res>(
 ): handleUnaryCall<Req, Res> {
   return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
     const started = performance.now()
-    const client = clientAddress(call, options.trustedProxies)
+    const client =
+      options.gatewayPass?.clientOf(call.metadata) ?? clientAddress(call, options.trustedProxies)
+    options.observer?.started(method)
     const finish = (statusName: string, cause?: unknown): void => {
+      const elapsed = performance.now() - started
+      options.observer?.finished(method, statusName, elapsed / 1000)
       const line = {
         rpc: method,
         status: statusName,
-        ms: round(performance.now() - started),
+        ms: round(elapsed),
         client,
       }
       if (cause === undefined) options.log.info(line, 'rpc')

@@ -1,0 +1,125 @@
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
+import type { RpcObserver } from '../rpc/rpc-observer.js'
+
+const SERVICE = 'otpauth.v1.OtpAuth'
+const METHODS = ['Register', 'VerifyOtp', 'RequestLoginCode', 'Login', 'ValidateSession', 'Logout']
+const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+
+export type CodePurposeLabel = 'register' | 'login'
+
+export interface MetricsSources {
+  /** Read at scrape time: clients locked out now. */
+  activeLockouts: () => number
+}
+
+/**
+ * OtpAuthMetrics owns one prom-client Registry (never the global one): per-RPC counters and
+ * latency in the names go-grpc-prometheus and grpc-java use, plus the service's own counters.
+ */
+export class OtpAuthMetrics implements RpcObserver {
+  readonly registry = new Registry()
+  readonly #started: Counter<'grpc_type' | 'grpc_service' | 'grpc_method'>
+  readonly #handled: Counter<'grpc_type' | 'grpc_service' | 'grpc_method' | 'grpc_code'>
+  readonly #handling: Histogram<'grpc_type' | 'grpc_service' | 'grpc_method'>
+  readonly #codesSent: Counter<'purpose' | 'result'>
+  readonly #codesVerified: Counter<'purpose' | 'result'>
+  readonly #smsSeconds: Histogram<'purpose' | 'result'>
+  readonly #smsFailures: Counter<'purpose'>
+  #cacheSize: () => number = () => 0
+
+  constructor(sources: MetricsSources) {
+    const registers = [this.registry]
+    const rpcLabels = ['grpc_type', 'grpc_service', 'grpc_method'] as const
+    this.#started = new Counter({
+      name: 'grpc_server_started_total',
+      help: 'RPCs started on the server.',
+      labelNames: rpcLabels,
+      registers,
+    })
+    this.#handled = new Counter({
+      name: 'grpc_server_handled_total',
+      help: 'RPCs completed on the server, by status code.',
+      labelNames: [...rpcLabels, 'grpc_code'],
+      registers,
+    })
+    this.#handling = new Histogram({
+      name: 'grpc_server_handling_seconds',
+      help: 'Time from receiving an RPC to sending its status, in seconds.',
+      labelNames: rpcLabels,
+      buckets: LATENCY_BUCKETS,
+      registers,
+    })
+    this.#codesSent = new Counter({
+      name: 'otpauth_codes_sent_total',
+      help: 'One-time codes handed to the SMS sender, by purpose and result (sent, failed).',
+      labelNames: ['purpose', 'result'],
+      registers,
+    })
+    this.#codesVerified = new Counter({
+      name: 'otpauth_codes_verified_total',
+      help: 'One-time codes checked, by purpose and result (accepted, rejected).',
+      labelNames: ['purpose', 'result'],
+      registers,
+    })
+    this.#smsSeconds = new Histogram({
+      name: 'otpauth_sms_send_seconds',
+      help: 'Time the SMS sender took to accept (or fail) a message, in seconds.',
+      labelNames: ['purpose', 'result'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    })
+    this.#smsFailures = new Counter({
+      name: 'otpauth_sms_failures_total',
+      help: 'SMS sends that failed (non-2xx, timeout, provider error).',
+      labelNames: ['purpose'],
+      registers,
+    })
+    new Gauge({
+      name: 'otpauth_active_lockouts',
+      help: 'Client addresses locked out of VerifyOtp and Login right now (read from SQLite).',
+      registers,
+      collect() {
+        this.set(sources.activeLockouts())
+      },
+    })
+    const cacheSize = (): number => this.#cacheSize()
+    new Gauge({
+      name: 'otpauth_challenge_cache_entries',
+      help: 'Challenges (hashed codes) held in the in-memory cache, expired ones included until evicted.',
+      registers,
+      collect() {
+        this.set(cacheSize())
+      },
+    })
+    collectDefaultMetrics({ register: this.registry })
+    for (const method of METHODS) {
+      this.#started.inc({ grpc_type: 'unary', grpc_service: SERVICE, grpc_method: method }, 0)
+    }
+  }
+
+  started(method: string): void {
+    this.#started.inc({ grpc_type: 'unary', grpc_service: SERVICE, grpc_method: method })
+  }
+
+  finished(method: string, status: string, seconds: number): void {
+    const labels = { grpc_type: 'unary', grpc_service: SERVICE, grpc_method: method }
+    this.#handled.inc({ ...labels, grpc_code: status })
+    this.#handling.observe(labels, seconds)
+  }
+
+  smsSent(purpose: CodePurposeLabel, ok: boolean, seconds: number): void {
+    const result = ok ? 'sent' : 'failed'
+    this.#codesSent.inc({ purpose, result })
+    this.#smsSeconds.observe({ purpose, result }, seconds)
+    if (!ok) this.#smsFailures.inc({ purpose })
+  }
+
+  codeAnswered(purpose: CodePurposeLabel, accepted: boolean): void {
+    this.#codesVerified.inc({ purpose, result: accepted ? 'accepted' : 'rejected' })
+  }
+
+  /** trackCacheSize names the function the cache-size gauge reads at scrape time. */
+  trackCacheSize(size: () => number): void {
+    this.#cacheSize = size
+  }
+}
