@@ -1,5 +1,6 @@
 import type { handleUnaryCall, ServerUnaryCall, sendUnaryData } from '@grpc/grpc-js'
 import type { Logger } from 'pino'
+import { AuthError } from '../auth/auth-error.js'
 import type { Caller } from '../auth/auth-service.js'
 import { clientKey, resolveClientAddress, type TrustedProxies } from '../auth/client-address.js'
 import type { GatewayPass } from './gateway-pass.js'
@@ -55,6 +56,7 @@ export function unary<Req, Res>(
       callback(mapped.error)
     }
     try {
+      if (call.request instanceof MalformedRequest) throw new AuthError('MALFORMED_REQUEST')
       Promise.resolve(handler(call.request, { caller: { clientKey: clientKey(client) } })).then(
         (response) => {
           finish('OK')
@@ -64,6 +66,27 @@ export function unary<Req, Res>(
       )
     } catch (thrown) {
       fail(thrown)
+    }
+  }
+}
+
+/** MalformedRequest stands in for a request whose bytes are not a valid protobuf message. */
+export class MalformedRequest {
+  constructor(readonly cause: unknown) {}
+}
+
+/**
+ * tolerant wraps a request deserializer so that undecodable bytes reach the adapter as a
+ * MalformedRequest and are answered INVALID_ARGUMENT with an ErrorInfo, and logged. Left to
+ * grpc-js they become INTERNAL "Error deserializing request": no details, no log line, and a
+ * status that reads as a server fault, so garbage from any client would page the operator.
+ */
+export function tolerant<T>(deserialize: (bytes: Buffer) => T): (bytes: Buffer) => T {
+  return (bytes) => {
+    try {
+      return deserialize(bytes)
+    } catch (cause) {
+      return new MalformedRequest(cause) as T
     }
   }
 }
