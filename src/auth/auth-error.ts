@@ -17,6 +17,7 @@ export type AuthErrorReason =
   | 'CLIENT_SEND_LIMIT'
   | 'SESSION_INVALID'
   | 'SMS_UNAVAILABLE'
+  | 'MALFORMED_REQUEST'
 
 /** A request field that failed validation, named as in the API. */
 export interface FieldViolation {

@@ -9,7 +9,7 @@ import { OtpAuthService, type OtpAuthServer } from '../../gen/otpauth/v1/otpauth
 import type { GatewayPass } from './gateway-pass.js'
 import type { OtpAuthHandlers } from './handlers.js'
 import type { RpcObserver } from './rpc-observer.js'
-import { unary } from './unary.js'
+import { tolerant, unary } from './unary.js'
 
 export const SERVICE_NAME = 'otpauth.v1.OtpAuth'
 const HEALTH_SERVICE_NAME = 'grpc.health.v1.Health'
@@ -56,7 +56,14 @@ export function createServer(deps: ServerDeps): OtpAuthGrpcServer {
     validateSession: unary('ValidateSession', h.validateSession, adapt),
     logout: unary('Logout', h.logout, adapt),
   }
-  server.addService(OtpAuthService, implementation satisfies UntypedServiceImplementation)
+  // Undecodable requests reach the adapter, which answers INVALID_ARGUMENT (see tolerant).
+  const definition = Object.fromEntries(
+    Object.entries(OtpAuthService).map(([name, m]) => [
+      name,
+      { ...m, requestDeserialize: tolerant<unknown>(m.requestDeserialize) },
+    ]),
+  ) as unknown as typeof OtpAuthService
+  server.addService(definition, implementation satisfies UntypedServiceImplementation)
 
   const health = new HealthImplementation({ '': 'SERVING', [SERVICE_NAME]: 'SERVING' })
   health.addToServer(server)
