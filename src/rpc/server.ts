@@ -35,7 +35,8 @@ export interface OtpAuthGrpcServer {
 export function createServer(deps: ServerDeps): OtpAuthGrpcServer {
   const options: ServerOptions = {
     'grpc.max_receive_message_length': deps.maxMessageBytes,
-    'grpc.max_send_message_length': deps.maxMessageBytes,
+    // Answers are ours and bounded; reflection answers (a file and its imports) exceed 16 KiB.
+    'grpc.max_send_message_length': 4 * 1024 * 1024,
     'grpc.max_concurrent_streams': 1000,
     'grpc.enable_channelz': 0,
   }
