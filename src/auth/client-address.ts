@@ -10,11 +10,23 @@ export class TrustedProxies {
 
   constructor(cidrs: readonly string[]) {
     for (const cidr of cidrs) {
-      const [address = '', prefixText] = cidr.split('/')
+      const [address = '', prefixText, ...extra] = cidr.split('/')
       const family = isIP(address)
       const maxPrefix = family === 6 ? 128 : 32
-      const prefix = prefixText === undefined ? maxPrefix : Number(prefixText)
-      if (family === 0 || !Number.isInteger(prefix) || prefix < 0 || prefix > maxPrefix) {
+      // Only plain decimal digits: Number('') is 0, and "10.0.0.0/" must not mean "trust everyone".
+      const prefix =
+        prefixText === undefined
+          ? maxPrefix
+          : /^\d{1,3}$/.test(prefixText)
+            ? Number(prefixText)
+            : NaN
+      if (
+        family === 0 ||
+        extra.length > 0 ||
+        !Number.isInteger(prefix) ||
+        prefix < 0 ||
+        prefix > maxPrefix
+      ) {
         throw new Error(`"${cidr}" is not an IPv4 or IPv6 CIDR`)
       }
       this.#list.addSubnet(address, prefix, family === 6 ? 'ipv6' : 'ipv4')
