@@ -25,6 +25,12 @@ COPY --from=build /app/dist ./dist
 RUN mkdir -p /data && chown node:node /data
 USER node
 VOLUME ["/data"]
-EXPOSE 50051
+# 50051 gRPC; 8080 and 9464 are the conventional ports for the optional REST door
+# (OTPAUTH_HTTP_ADDRESS=0.0.0.0:8080) and Prometheus metrics (OTPAUTH_METRICS_ADDRESS=0.0.0.0:9464),
+# both off unless those variables are set.
+EXPOSE 50051 8080 9464
+# grpc.health.v1 Check on this container's own gRPC port (from OTPAUTH_ADDRESS); exit 0 = SERVING.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
+  CMD ["node", "dist/src/health-probe.js"]
 # node directly, not npm: npm does not pass SIGTERM on, and the service drains calls on SIGTERM.
 CMD ["node", "dist/src/main.js"]
