@@ -1,0 +1,57 @@
+import { describe, expect, it } from 'vitest'
+import { AuthError } from '../src/auth/auth-error.js'
+import { parsePhone } from '../src/auth/phone.js'
+
+describe('parsePhone', () => {
+  it.each([
+    ['+14155552671', undefined, '+14155552671'],
+    [' +14155552671 ', undefined, '+14155552671'],
+    ['+1 (415) 555-2671', undefined, '+14155552671'],
+    ['+1.415.555.2671', undefined, '+14155552671'],
+    ['tel:+1-415-555-2671', undefined, '+14155552671'],
+    ['(415) 555-2671', 'US', '+14155552671'],
+    ['14155552671', 'US', '+14155552671'],
+    ['07911 123456', 'GB', '+447911123456'],
+    ['+44 7911 123456', 'US', '+447911123456'],
+    ['011 44 7911 123456', 'US', '+447911123456'],
+    ['00 44 7911 123456', 'DE', '+447911123456'],
+    ['0151 12345678', 'DE', '+4915112345678'],
+    ['+49 151 12345678', undefined, '+4915112345678'],
+    ['+44 20 7946 0958', undefined, '+442079460958'],
+    ['+33 6 12 34 56 78', undefined, '+33612345678'],
+    // Unicode digits are folded to ASCII before validation.
+    ['+1415555267\uff11', undefined, '+14155552671'],
+  ] as const)('when %j is given with region %s, then it is %s', (raw, region, e164) => {
+    expect(parsePhone(raw, region)).toBe(e164)
+  })
+
+  it.each([
+    ['', undefined],
+    ['   ', 'US'],
+    ['abc', undefined],
+    ['+1000', undefined],
+    ['+10000000000', undefined],
+    ['+1 415 555 267', undefined],
+    ['+1 415 555 26711', undefined],
+    ['+0 123', undefined],
+    ['+999 1234567', undefined],
+    ['+1-800-FLOWERS', undefined],
+    ['(415) 555-2671', undefined],
+    ['14155552671', undefined],
+    [`+1415555267${'1'.repeat(54)}`, undefined],
+    ['+14155552671'.padEnd(65, ' '), undefined],
+  ] as const)(
+    'when %j is given with region %s, then INVALID_PHONE_NUMBER on phone_number',
+    (raw, region) => {
+      let thrown: unknown
+      try {
+        parsePhone(raw, region)
+      } catch (error) {
+        thrown = error
+      }
+      expect(thrown).toBeInstanceOf(AuthError)
+      expect((thrown as AuthError).reason).toBe('INVALID_PHONE_NUMBER')
+      expect((thrown as AuthError).violation?.field).toBe('phone_number')
+    },
+  )
+})
