@@ -2,7 +2,7 @@ import { request as httpRequest } from 'node:http'
 import { status } from '@grpc/grpc-js'
 import { describe, expect, it } from 'vitest'
 import type { Config } from '../src/config.js'
-import { loadRegistry, httpRoutes } from '../src/http/http-rules.js'
+import { compileTemplate, loadRegistry, httpRoutes } from '../src/http/http-rules.js'
 import { httpStatusOf } from '../src/http/http-status.js'
 import { SERVICE_NAME } from '../src/rpc/server.js'
 import { failure, PHONES, startTestServer, type TestServer } from './harness.js'
@@ -149,6 +149,24 @@ describe('REST front door: routes come from the google.api.http annotations', ()
     expect(logout).toMatchObject({ status: 200, body: {} })
     expect(after.status).toBe(401)
     expect(errorInfo(after)?.['reason']).toBe('SESSION_INVALID')
+  })
+})
+
+describe('REST front door: path templates (google.api.http syntax)', () => {
+  it('compiles literals, trailing slashes, variables, wildcards and custom verbs', () => {
+    const match = (template: string, path: string): string[] | undefined => {
+      const { regex } = compileTemplate(template)
+      return regex.exec(path)?.slice(1)
+    }
+    expect(match('/api/login/', '/api/login/')).toEqual([])
+    expect(match('/api/login/', '/api/login')).toBeUndefined()
+    expect(match('/v1/users/{user_id}', '/v1/users/42')).toEqual(['42'])
+    expect(match('/v1/users/{user_id}', '/v1/users/42/x')).toBeUndefined()
+    expect(match('/v1/{name=shelves/*}/books:get', '/v1/shelves/7/books:get')).toEqual([
+      'shelves/7',
+    ])
+    expect(match('/v1/{path=**}', '/v1/a/b/c')).toEqual(['a/b/c'])
+    expect(compileTemplate('/v1/{a.b}/{c}').variables).toEqual(['a.b', 'c'])
   })
 })
 
