@@ -136,6 +136,20 @@ describe('Webhook SMS sender', () => {
     expect(gateway.received).toHaveLength(2)
   })
 
+  it('when the gateway sends 200 but never finishes the body, then UNAVAILABLE at the timeout', async () => {
+    const gateway = await startGateway()
+    const s = await startWithWebhook(gateway.url, 150)
+    gateway.next.push((res) => {
+      res.writeHead(200, { 'content-length': '100' })
+      res.write('{"ok":')
+    })
+
+    const err = await failure(s.client.register({ phoneNumber: PHONES.alice }))
+
+    expect(err.code).toBe(status.UNAVAILABLE)
+    expect(err.reason).toBe('SMS_UNAVAILABLE')
+  })
+
   it('when a resend fails at the gateway, then the previous code stays valid', async () => {
     const gateway = await startGateway()
     const s = await startWithWebhook(gateway.url)
