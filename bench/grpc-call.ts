@@ -1,4 +1,5 @@
 import http2 from 'node:http2'
+import net from 'node:net'
 
 /** gRPC status names by code; -1 stands for a call that ended without any grpc-status. */
 export const STATUS_NAMES: Readonly<Record<number, string>> = {
@@ -38,7 +39,11 @@ export class GrpcConnection {
   readonly #session: http2.ClientHttp2Session
 
   constructor(authority: string) {
-    this.#session = http2.connect(authority, { settings: { enablePush: false } })
+    this.#session = http2.connect(authority, {
+      settings: { enablePush: false },
+      createConnection: (url: URL) =>
+        net.connect({ host: url.hostname, port: Number(url.port), noDelay: true }),
+    })
     this.#session.on('error', () => {
       // Each stream reports its own failure; a session error must not crash the worker.
     })

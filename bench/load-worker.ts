@@ -10,6 +10,7 @@ import {
   VerifyOtpRequest,
 } from '../gen/otpauth/v1/otpauth.js'
 import { GrpcConnection } from './grpc-call.js'
+import { RawH2Connection } from './raw-h2.js'
 import { phoneOf, takeCode } from './phones.js'
 
 export type Scenario =
@@ -76,6 +77,8 @@ export interface WorkerSpec {
   ratePerSecond: number | undefined
   /** How many new session tokens to hand back. */
   keepTokens: number
+  /** raw: the bench's own HTTP/2 framing; node-http2: node:http2 (costs the load more CPU). */
+  client: 'raw' | 'node-http2'
   /** Distinct x-forwarded-for addresses this worker cycles through (0: send none). */
   clientAddresses: number
 }
@@ -131,9 +134,10 @@ class Samples {
 }
 
 async function run(spec: WorkerSpec): Promise<WorkerResult> {
-  const connections = Array.from(
-    { length: spec.connections },
-    () => new GrpcConnection(spec.authority),
+  const connections = Array.from({ length: spec.connections }, () =>
+    spec.client === 'raw'
+      ? new RawH2Connection(spec.authority)
+      : new GrpcConnection(spec.authority),
   )
   const codes = new Int32Array(spec.codes)
   const samples = new Samples()

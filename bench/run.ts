@@ -42,18 +42,23 @@ interface Options {
   argonLevels: number[]
   argonSeconds: number
   only: Set<string> | undefined
+  scenarios: Set<string> | undefined
   cpuProf: boolean
+  client: 'raw' | 'node-http2'
   outDir: string
 }
 
 const HELP = `npm run bench -- [options]
   --quick               under a minute: short runs, few points (CI smoke run)
-  --duration <s>        measured seconds per scenario (default 8; quick 0.8)
-  --warmup <s>          warm-up seconds, not measured (default 2; quick 0.3)
+  --duration <s>        measured seconds per scenario (default 8; quick 0.6)
+  --warmup <s>          warm-up seconds, not measured (default 2; quick 0.25)
   --concurrency <n>     calls in flight for the scenario table (default 32)
   --workers <n>         load worker threads (default 2)
-  --flood <s>           Register flood length for the RSS check (default 60; quick 4)
+  --flood <s>           Register flood length for the RSS check (default 60; quick 3)
   --only <a,b>          sections: table, curve, hash, flood, cold, argon2
+  --scenarios <a,b>     table rows: validate, register, verify, register-verify, request-code,
+                        login-code, request-login, login-password, mixed
+  --client <raw|node-http2>  load client: the bench's own HTTP/2 framing (default) or node:http2
   --cpu-prof            write a .cpuprofile of the real server to bench/results/tmp/
   --out <dir>           where results go (default bench/results, quick bench/results/tmp)`
 
@@ -78,14 +83,15 @@ function parseOptions(argv: readonly string[]): Options {
     process.exit(0)
   }
   const only = value('--only')
+  const scenarios = value('--scenarios')
   return {
     quick,
-    durationMs: num('--duration', quick ? 0.8 : 8) * 1000,
-    warmupMs: num('--warmup', quick ? 0.3 : 2) * 1000,
+    durationMs: num('--duration', quick ? 0.6 : 8) * 1000,
+    warmupMs: num('--warmup', quick ? 0.25 : 2) * 1000,
     concurrency: num('--concurrency', 32),
     workers: num('--workers', 2),
     connections: 2,
-    floodMs: num('--flood', quick ? 4 : 60) * 1000,
+    floodMs: num('--flood', quick ? 3 : 60) * 1000,
     curve: quick ? [1, 32] : [1, 2, 4, 8, 16, 32, 64, 128],
     curveMs: quick ? 500 : 3000,
     curveWarmupMs: quick ? 200 : 1000,
@@ -96,7 +102,9 @@ function parseOptions(argv: readonly string[]): Options {
     argonLevels: quick ? [2] : [1, 2, 4],
     argonSeconds: quick ? 1 : 3,
     only: only === undefined ? undefined : new Set(only.split(',')),
+    scenarios: scenarios === undefined ? undefined : new Set(scenarios.split(',')),
     cpuProf: argv.includes('--cpu-prof'),
+    client: value('--client') === 'node-http2' ? 'node-http2' : 'raw',
     outDir: value('--out') ?? join(root, 'bench', 'results', quick ? 'tmp' : ''),
   }
 }
@@ -309,6 +317,8 @@ interface PhaseResult {
   perRpc: Record<string, RpcFigures>
   missingCodes: number
   serverCpuPercent: number
+  /** Server CPU time per call: robust to a shared machine where throughput is not. */
+  serverCpuUsPerCall: number
   loadCpuPercent: number
   serverRssMaxMB: number
   eventLoopP99Ms: number | undefined
@@ -322,7 +332,7 @@ let sink: SmsSink
 
 /** runPhases runs load phases side by side (same start, same clock) and measures each. */
 async function runPhases(specs: readonly PhaseSpec[]): Promise<PhaseResult[]> {
-  const startAt = now() + 300
+  const startAt = now() + (options.quick ? 150 : 300)
   const first = specs[0]
   if (first === undefined) return []
   const warmEnd = startAt + first.warmupMs
@@ -361,6 +371,7 @@ async function runPhases(specs: readonly PhaseSpec[]): Promise<PhaseResult[]> {
             : (spec.ratePerSecond * slots) / spec.concurrency,
         keepTokens: Math.ceil((spec.keepTokens ?? 0) / workerCount),
         clientAddresses: spec.clientAddresses ?? 4096,
+        client: options.client,
       }
       return new Promise<WorkerResult>((resolve, reject) => {
         const worker = new Worker(join(here, 'load-worker.js'), { workerData: workerSpec })
@@ -458,6 +469,7 @@ async function runPhases(specs: readonly PhaseSpec[]): Promise<PhaseResult[]> {
       perRpc,
       missingCodes: workerResults.reduce((n, r) => n + r.missingCodes, 0),
       serverCpuPercent: percent('server'),
+      serverCpuUsPerCall: round((percent('server') * 1e4) / (all.length / windowSeconds), 1),
       loadCpuPercent: percent('load'),
       serverRssMaxMB: round(Math.max(...rssInWindow.map((s) => s.rss)) / 2 ** 20, 1),
       eventLoopP99Ms: loopStats === undefined ? undefined : round(loopStats.eventLoopP99Ms, 2),
@@ -537,6 +549,8 @@ interface TableRow {
   real: PhaseResult
   ceiling: PhaseResult
   ratio: number
+  /** Ceiling CPU per call over the service's: the ratio a saturated core would show. */
+  cpuRatio: number
   p99Ratio: number
 }
 
@@ -564,7 +578,7 @@ function describe(r: PhaseResult): string {
   return (
     `${r.server.padEnd(7)} ${String(Math.round(r.callsPerSecond)).padStart(6)} calls/s ` +
     `p50 ${r.latency.p50} p99 ${r.latency.p99} max ${r.latency.max} ms, ` +
-    `server cpu ${r.serverCpuPercent} %, load cpu ${r.loadCpuPercent} %` +
+    `server cpu ${r.serverCpuPercent} % (${r.serverCpuUsPerCall} µs/call), load cpu ${r.loadCpuPercent} %` +
     (r.eventLoopP99Ms === undefined ? '' : `, loop p99 ${r.eventLoopP99Ms} ms`) +
     `, rss ${r.serverRssMaxMB} MB, ${r.windowSeconds} s` +
     (findings.length > 0 ? `  FINDINGS: ${findings.join(' ')}` : '')
@@ -583,7 +597,8 @@ async function scenarioTable(real: NodeProcess, ceiling: NodeProcess): Promise<T
       real?: () => Partial<PhaseSpec>
       before?: () => Promise<void>
     } = {},
-  ): Promise<PhaseResult> => {
+  ): Promise<{ produced: number[] }> => {
+    if (options.scenarios !== undefined && !options.scenarios.has(scenario)) return { produced: [] }
     const ceil = await runPhase({
       ...base,
       ...how.shared,
@@ -606,6 +621,7 @@ async function scenarioTable(real: NodeProcess, ceiling: NodeProcess): Promise<T
       real: result,
       ceiling: ceil,
       ratio: round(result.callsPerSecond / ceil.callsPerSecond, 2),
+      cpuRatio: round(ceil.serverCpuUsPerCall / result.serverCpuUsPerCall, 2),
       p99Ratio: round(result.latency.p99 / ceil.latency.p99, 2),
     })
     log(`${SCENARIO_TITLES[scenario]} (concurrency ${result.concurrency})`)
@@ -643,7 +659,8 @@ async function scenarioTable(real: NodeProcess, ceiling: NodeProcess): Promise<T
       registerPassword: true,
     })
   ).produced
-  const sessionUsers = await make('register-verify', 2000)
+  const sessions = options.quick ? 200 : 2000
+  const sessionUsers = await make('register-verify', sessions)
   const tokens = (
     await setup({
       target: real,
@@ -651,7 +668,7 @@ async function scenarioTable(real: NodeProcess, ceiling: NodeProcess): Promise<T
       scenario: 'request-login',
       concurrency: c,
       pool: sessionUsers,
-      keepTokens: 2000,
+      keepTokens: sessions,
     })
   ).tokens
 
@@ -798,7 +815,7 @@ async function hashCurve(): Promise<HashPoint[]> {
           ceiling: false,
           scenario: 'register-verify',
           concurrency: 8,
-          freshCount: 32,
+          freshCount: options.quick ? 8 : 32,
           registerPassword: true,
         })
       ).produced
@@ -809,7 +826,7 @@ async function hashCurve(): Promise<HashPoint[]> {
           scenario: 'request-login',
           concurrency: 8,
           pool: passwordUsers.slice(),
-          keepTokens: 32,
+          keepTokens: options.quick ? 8 : 32,
         })
       ).tokens
       const timing = { warmupMs: options.hashWarmupMs, durationMs: options.hashMs }
@@ -1106,8 +1123,8 @@ function markdown(report: Report): string {
       `## Scenarios (closed loop, ${c} calls in flight; Login(password) 8; ` +
         `${options.durationMs / 1000} s measured after ${options.warmupMs / 1000} s warm-up)`,
       '',
-      '| scenario | calls/s | ceiling calls/s | ratio | p50 ms | p90 ms | p99 ms | max ms | ceiling p99 ms | p99 ratio | statuses | server CPU % | ceiling CPU % | RSS MB | loop delay p99 ms |',
-      '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |',
+      '| scenario | calls/s | ceiling calls/s | ratio | p50 ms | p90 ms | p99 ms | max ms | ceiling p99 ms | p99 ratio | statuses | server CPU % | ceiling CPU % | CPU µs/call | ceiling µs/call | CPU ratio | RSS MB | loop delay p99 ms |',
+      '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
     )
     for (const r of report.table) {
       const l = r.real.latency
@@ -1116,7 +1133,8 @@ function markdown(report: Report): string {
           `${r.real.scenario === 'login-password' ? '–' : r.ratio} | ${l.p50} | ${l.p90} | ${l.p99} | ${l.max} | ` +
           `${r.ceiling.latency.p99} | ${r.real.scenario === 'login-password' ? '–' : r.p99Ratio} | ` +
           `${statusText(r.real.statuses, r.real.missingCodes)} | ${r.real.serverCpuPercent} | ` +
-          `${r.ceiling.serverCpuPercent} | ${r.real.serverRssMaxMB} | ${ms(r.real.eventLoopP99Ms)} |`,
+          `${r.ceiling.serverCpuPercent} | ${r.real.serverCpuUsPerCall} | ${r.ceiling.serverCpuUsPerCall} | ` +
+          `${r.real.scenario === 'login-password' ? '–' : r.cpuRatio} | ${r.real.serverRssMaxMB} | ${ms(r.real.eventLoopP99Ms)} |`,
       )
     }
     lines.push('', 'Per RPC inside the combined scenarios (real server):', '')
@@ -1281,7 +1299,7 @@ async function main(): Promise<void> {
               ceiling: false,
               scenario: 'register-verify',
               concurrency: 16,
-              freshCount: 500,
+              freshCount: options.quick ? 100 : 500,
             })
           ).produced
           const tokens = (
@@ -1291,7 +1309,7 @@ async function main(): Promise<void> {
               scenario: 'request-login',
               concurrency: 16,
               pool: users,
-              keepTokens: 500,
+              keepTokens: options.quick ? 100 : 500,
             })
           ).tokens
           report.curve = await concurrencyCurve(real, ceiling, tokens)
