@@ -168,11 +168,11 @@ export async function startApp(
 
   const prune = (): void => {
     try {
-      store.pruneExpired(
-        clock.now(),
-        config.lockoutSeconds * 1000,
-        config.pendingRetentionSeconds * 1000,
-      )
+      store.pruneExpired(clock.now(), {
+        clientFailuresMs: config.lockoutSeconds * 1000,
+        numberFailuresMs: config.numberFailureRetentionSeconds * 1000,
+        pendingMs: config.pendingRetentionSeconds * 1000,
+      })
     } catch (error) {
       log.error({ err: error }, 'pruning expired rows failed')
     }

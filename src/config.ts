@@ -36,6 +36,8 @@ export interface Config {
   shutdownGraceSeconds: number
   /** Pending (never verified) accounts older than this are deleted. */
   pendingRetentionSeconds: number
+  /** A number's failed-login count is forgotten after this long without a failure. */
+  numberFailureRetentionSeconds: number
   /** How often ended sessions, lifted lockouts and stale failures are deleted. */
   pruneIntervalSeconds: number
 }
@@ -197,6 +199,7 @@ export function loadConfig(env: Env): Readonly<Config> {
     ] as const),
     shutdownGraceSeconds: int('OTPAUTH_SHUTDOWN_GRACE_SECONDS', 10, 0, 600),
     pendingRetentionSeconds: 7 * 86_400,
+    numberFailureRetentionSeconds: 30 * 86_400,
     pruneIntervalSeconds: 60,
   }
   if (problems.length > 0) throw new ConfigError(problems)

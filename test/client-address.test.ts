@@ -192,3 +192,16 @@ describe('clientKey', () => {
     expect(mapped).toBe(plain)
   })
 })
+
+describe('client addresses written oddly by proxies', () => {
+  const trusted = new TrustedProxies(['127.0.0.1/32'])
+
+  it('when the right-most x-forwarded-for entry carries a port, then the port is dropped', () => {
+    expect(resolveClientAddress('127.0.0.1', ['198.51.100.4:53211'], trusted)).toBe('198.51.100.4')
+  })
+
+  it('when an IPv4-mapped address is written in hex, then it is keyed as the IPv4 client', () => {
+    expect(clientKey('::ffff:c000:201')).toBe('192.0.2.1')
+    expect(clientKey('::ffff:c000:202')).toBe('192.0.2.2')
+  })
+})

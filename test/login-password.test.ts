@@ -82,7 +82,10 @@ describe('Login with a password', () => {
 
   it('when the password is right but the number was never verified, then FAILED_PRECONDITION PHONE_NOT_VERIFIED', async () => {
     const t = await startTestServer()
-    await t.client.register({ phoneNumber: PHONES.alice, password: 'correct horse battery' })
+    await t.client.register(
+      { phoneNumber: PHONES.alice, password: 'correct horse battery' },
+      t.as('203.0.113.1'),
+    )
 
     const err = await failure(withPassword(t, PHONES.alice, 'correct horse battery'))
 
@@ -121,11 +124,12 @@ describe('Login with a password', () => {
         t.as('203.0.113.66'),
       ),
     )
-    // The attacker cannot use the account while it is pending...
+    // The attacker cannot use the account while it is pending (their Register sent no code, so
+    // their password is held nowhere)...
     const pending = await failure(
       withPassword(t, PHONES.alice, 'attacker password', '203.0.113.66'),
     )
-    expect(pending.reason).toBe('PHONE_NOT_VERIFIED')
+    expect(pending.reason).toBe('INVALID_CREDENTIALS')
 
     // ...and once the victim verifies with their code, the victim's password is the one stored.
     await t.client.verifyOtp({ phoneNumber: PHONES.alice, code: victimCode }, t.as('198.51.100.1'))

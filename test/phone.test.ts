@@ -36,6 +36,8 @@ describe('parsePhone', () => {
     ['+0 123', undefined],
     ['+999 1234567', undefined],
     ['+1-800-FLOWERS', undefined],
+    // An extension cannot receive an SMS.
+    ['+1 415 555 2671 ext. 12', undefined],
     ['(415) 555-2671', undefined],
     ['14155552671', undefined],
     [`+1415555267${'1'.repeat(54)}`, undefined],

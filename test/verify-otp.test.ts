@@ -73,14 +73,15 @@ describe('VerifyOtp', () => {
       expect(err.retryDelayMs).toBeUndefined()
       expect(err.violations).toEqual([])
     }
-    // The expired code left the number pending: a password login is refused as unverified.
+    // The expired code left the number pending, and the password given with it went with it: a
+    // password login is the plain credential failure.
     const pending = await failure(
       t.client.login({
         phoneNumber: PHONES.bob,
         credential: { $case: 'password', value: 'victim password' },
       }),
     )
-    expect(pending.reason).toBe('PHONE_NOT_VERIFIED')
+    expect(pending.reason).toBe('INVALID_CREDENTIALS')
   })
 
   it('when the code is given just before its 5 minutes are up, then it still verifies', async () => {

@@ -92,12 +92,17 @@ export class AuthService {
     try {
       // Hashed for verified numbers too, so both paths take the same time.
       const passwordHash = password === undefined ? null : await hasher.hash(password)
-      const user = store.savePendingUser(phone, passwordHash, clock.now(), newId())
+      // The password stays with the sign-up challenge until its code is verified; the account row
+      // gets it only then.
+      const user = store.savePendingUser(phone, clock.now(), newId())
       if (user.verifiedAt !== null) {
+        if (passwordHash !== null) {
+          this.#d.challenges.issueDecoy('register', phone, passwordHash, caller.clientKey)
+        }
         await this.#d.pacer.pace()
         return this.#codeSent(reservation.resendAvailableAt)
       }
-      await this.#sendCode('register', phone, passwordHash)
+      await this.#sendCode('register', phone, passwordHash, caller)
       return this.#codeSent(reservation.resendAvailableAt)
     } catch (error) {
       reservation.release()
@@ -119,7 +124,17 @@ export class AuthService {
       lockout.fail(caller.clientKey)
       throw new AuthError('INVALID_CREDENTIALS')
     }
-    store.verifyUser(phone, answer.challenge.passwordHash, clock.now(), newId())
+    // The code proves the phone, not who chose the password: anyone can Register a pending number
+    // and have a code sent to its owner, who may then enter it. So the password given with that
+    // Register is kept only when the code comes back from the same client; otherwise the account
+    // is verified without a password (code logins still work).
+    const { passwordHash, requestedBy } = answer.challenge
+    store.verifyUser(
+      phone,
+      requestedBy === caller.clientKey ? passwordHash : null,
+      clock.now(),
+      newId(),
+    )
     lockout.succeed(caller.clientKey, phone)
   }
 
@@ -135,7 +150,7 @@ export class AuthService {
     try {
       const user = this.#d.store.findUserByPhone(phone)
       if (user?.verifiedAt == null) await this.#d.pacer.pace()
-      else await this.#sendCode('login', phone, null)
+      else await this.#sendCode('login', phone, null, caller)
       return this.#codeSent(reservation.resendAvailableAt)
     } catch (error) {
       reservation.release()
@@ -189,16 +204,24 @@ export class AuthService {
     store.addNumberFailure(phone, this.#d.clock.now())
     let user: User | undefined
     let ok = false
+    let pending = false
     try {
-      user = store.findUserByPhone(phone)
-      ok = await hasher.verify(user?.passwordHash ?? null, password)
+      // The password this client gave with a live Register for this number, verified or not: the
+      // same answer for both, so Register-then-Login cannot tell which numbers have accounts.
+      // It counts as a failed login, so it can never reset the counts against the number.
+      const pendingHash = this.#d.challenges.pendingPassword(phone, caller.clientKey)
+      pending = pendingHash !== undefined && (await hasher.verify(pendingHash, password))
+      if (!pending) {
+        user = store.findUserByPhone(phone)
+        ok = await hasher.verify(user?.verifiedAt == null ? null : user.passwordHash, password)
+      }
     } finally {
       if (!ok) lockout.fail(caller.clientKey)
     }
+    if (pending) throw new AuthError('PHONE_NOT_VERIFIED')
     if (!ok || user === undefined) throw new AuthError('INVALID_CREDENTIALS')
     store.clearNumberFailures(phone)
     lockout.succeed(caller.clientKey, phone)
-    if (user.verifiedAt === null) throw new AuthError('PHONE_NOT_VERIFIED')
     return this.#startSession(user)
   }
 
@@ -226,7 +249,12 @@ export class AuthService {
     return { token, userId: user.id, expiresAt }
   }
 
-  async #sendCode(purpose: CodePurpose, phone: string, passwordHash: string | null): Promise<void> {
+  async #sendCode(
+    purpose: CodePurpose,
+    phone: string,
+    passwordHash: string | null,
+    caller: Caller,
+  ): Promise<void> {
     const { sms, randomInt, challenges, pacer, policy } = this.#d
     const code = generateCode(randomInt)
     const minutes = Math.round(policy.codeTtlMs / 60_000)
@@ -240,11 +268,12 @@ export class AuthService {
     try {
       await sms.send({ phone, code, purpose, text })
     } catch (cause) {
+      pacer.observe(performance.now() - started, false)
       throw new AuthError('SMS_UNAVAILABLE', { cause })
     }
-    pacer.observe(performance.now() - started)
+    pacer.observe(performance.now() - started, true)
     // Stored only once the SMS is accepted: a failed send leaves the previous code valid.
-    challenges.issue(purpose, phone, code, passwordHash)
+    challenges.issue(purpose, phone, code, passwordHash, caller.clientKey)
   }
 
   #codeSent(resendAvailableAt: number): CodeSent {

@@ -22,10 +22,10 @@ export interface SessionRecord {
 export interface AuthStore {
   findUserByPhone(phone: string): User | undefined
   /**
-   * savePendingUser creates the account, or refreshes a pending one (its password hash is replaced,
-   * null included). A verified account is left untouched. Returns the account as it now stands.
+   * savePendingUser creates a pending account (no password until it is verified), or refreshes a
+   * pending one. A verified account is left untouched. Returns the account as it now stands.
    */
-  savePendingUser(phone: string, passwordHash: string | null, now: number, newId: string): User
+  savePendingUser(phone: string, now: number, newId: string): User
   /** verifyUser marks a pending account verified with the given password hash. */
   verifyUser(phone: string, passwordHash: string | null, now: number, newId: string): User
 
@@ -46,6 +46,13 @@ export interface AuthStore {
   findSession(tokenHash: Buffer, now: number): SessionRecord | undefined
   deleteSession(tokenHash: Buffer): void
 
-  /** pruneExpired drops ended sessions, lifted lockouts, stale failures and old pending accounts. */
-  pruneExpired(now: number, failureWindowMs: number, pendingRetentionMs: number): number
+  /**
+   * pruneExpired drops ended sessions, lifted lockouts, stale client failures, per-number failure
+   * counts with no failure for `retention.numberFailuresMs`, and pending accounts not touched for
+   * `retention.pendingMs`. Returns the number of rows deleted.
+   */
+  pruneExpired(
+    now: number,
+    retention: { clientFailuresMs: number; numberFailuresMs: number; pendingMs: number },
+  ): number
 }

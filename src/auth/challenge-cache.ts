@@ -9,6 +9,8 @@ export interface Challenge {
   attemptsLeft: number
   /** For sign-up: the argon2id hash given with the Register call that sent this code. */
   readonly passwordHash: string | null
+  /** The client key of the call that asked for this code. */
+  readonly requestedBy: string
 }
 
 export type AnswerResult = { ok: true; challenge: Challenge } | { ok: false }
@@ -51,15 +53,49 @@ export class ChallengeCache {
   }
 
   /** issue stores a new challenge for the code, replacing any earlier one for the same purpose. */
-  issue(purpose: CodePurpose, phone: string, code: string, passwordHash: string | null): Challenge {
+  issue(
+    purpose: CodePurpose,
+    phone: string,
+    code: string,
+    passwordHash: string | null,
+    requestedBy: string,
+  ): Challenge {
     const challenge: Challenge = {
       codeHash: this.#hasher.hash(purpose, phone, code),
       expiresAt: this.#clock.now() + this.#ttlMs,
       attemptsLeft: this.#maxAttempts,
       passwordHash,
+      requestedBy,
     }
     this.#cache.set(key(purpose, phone), challenge)
     return challenge
+  }
+
+  /**
+   * issueDecoy stores a sign-up challenge no code can answer. Register on a verified number uses it
+   * to remember the password it was given, exactly as for a pending number, so that a Login with
+   * that password answers the same for both (see pendingPassword).
+   */
+  issueDecoy(purpose: CodePurpose, phone: string, passwordHash: string, requestedBy: string): void {
+    this.#cache.set(key(purpose, phone), {
+      // Codes are 6 digits, so the empty code's MAC matches nothing a caller can send.
+      codeHash: this.#hasher.hash(purpose, phone, ''),
+      expiresAt: this.#clock.now() + this.#ttlMs,
+      attemptsLeft: this.#maxAttempts,
+      passwordHash,
+      requestedBy,
+    })
+  }
+
+  /**
+   * pendingPassword is the password hash given with the live sign-up challenge for the number, if
+   * that challenge was asked for by this client. Reading it counts no try.
+   */
+  pendingPassword(phone: string, clientKey: string): string | undefined {
+    const challenge = this.#cache.get(key('register', phone))
+    if (challenge === undefined || challenge.expiresAt <= this.#clock.now()) return undefined
+    if (challenge.requestedBy !== clientKey) return undefined
+    return challenge.passwordHash ?? undefined
   }
 
   /**

@@ -73,11 +73,19 @@ export function resolveClientAddress(
 export function clientKey(address: string): string {
   if (isIP(address) !== 6) return address
   const groups = expandIpv6(address)
+  // An IPv4-mapped address in hex form (::ffff:c000:201) is the IPv4 client, not a shared /64.
+  if (groups.slice(0, 6).join(':') === '0:0:0:0:0:ffff') {
+    const [high = 0, low = 0] = groups.slice(6).map((g) => Number.parseInt(g, 16))
+    return [high >> 8, high & 0xff, low >> 8, low & 0xff].join('.')
+  }
   return `${groups.slice(0, 4).join(':')}::/64`
 }
 
 function normaliseAddress(raw: string): string {
   let address = raw
+  // Some proxies append "ip:port" or "[ipv6]:port"; the port is not part of the client.
+  const withPort = /^(\d{1,3}(?:\.\d{1,3}){3}):\d{1,5}$/.exec(address)
+  if (withPort?.[1] !== undefined) address = withPort[1]
   if (address.startsWith('[')) address = address.slice(1, address.indexOf(']'))
   const zone = address.indexOf('%')
   if (zone >= 0) address = address.slice(0, zone)

@@ -20,7 +20,8 @@ export function parsePhone(raw: string, defaultRegion: CountryCode | undefined):
     )
   }
   const parsed = parsePhoneNumberFromString(raw, defaultRegion)
-  if (parsed === undefined || !parsed.isValid()) {
+  // An extension ("ext. 12") cannot receive an SMS; refusing it beats silently dropping it.
+  if (parsed === undefined || !parsed.isValid() || parsed.ext !== undefined) {
     throw invalidField(
       'INVALID_PHONE_NUMBER',
       'phone_number',

@@ -41,7 +41,7 @@ export function createSqliteAuthStore(sqlite: SQLite.Database, db: Kysely<Databa
         .values({
           id: param('id'),
           phone: param('phone'),
-          password_hash: param('passwordHash'),
+          password_hash: null,
           verified_at: null,
           created_at: param('now'),
           updated_at: param('now'),
@@ -49,10 +49,7 @@ export function createSqliteAuthStore(sqlite: SQLite.Database, db: Kysely<Databa
         .onConflict((oc) =>
           oc
             .column('phone')
-            .doUpdateSet((eb) => ({
-              password_hash: eb.ref('excluded.password_hash'),
-              updated_at: eb.ref('excluded.updated_at'),
-            }))
+            .doUpdateSet((eb) => ({ updated_at: eb.ref('excluded.updated_at') }))
             .where('users.verified_at', 'is', null),
         ),
     ),
@@ -193,6 +190,10 @@ export function createSqliteAuthStore(sqlite: SQLite.Database, db: Kysely<Databa
       sqlite,
       db.deleteFrom('client_failures').where('last_failure_at', '<', param('since')),
     ),
+    pruneNumberFailures: prepare(
+      sqlite,
+      db.deleteFrom('number_failures').where('last_failure_at', '<', param('since')),
+    ),
     prunePendingUsers: prepare(
       sqlite,
       db
@@ -208,12 +209,10 @@ export function createSqliteAuthStore(sqlite: SQLite.Database, db: Kysely<Databa
     return toUser(row)
   }
 
-  const savePendingUser = sqlite.transaction(
-    (phone: string, passwordHash: string | null, now: number, id: string): User => {
-      q.upsertPending.run({ id, phone, passwordHash, now })
-      return mustFindUser(phone)
-    },
-  )
+  const savePendingUser = sqlite.transaction((phone: string, now: number, id: string): User => {
+    q.upsertPending.run({ id, phone, now })
+    return mustFindUser(phone)
+  })
   const verifyUser = sqlite.transaction(
     (phone: string, passwordHash: string | null, now: number, id: string): User => {
       q.upsertVerified.run({ id, phone, passwordHash, now })
@@ -221,11 +220,15 @@ export function createSqliteAuthStore(sqlite: SQLite.Database, db: Kysely<Databa
     },
   )
   const pruneExpired = sqlite.transaction(
-    (now: number, failureWindowMs: number, pendingRetentionMs: number): number =>
+    (
+      now: number,
+      retention: { clientFailuresMs: number; numberFailuresMs: number; pendingMs: number },
+    ): number =>
       q.pruneSessions.run({ now }).changes +
       q.pruneLockouts.run({ now }).changes +
-      q.pruneClientFailures.run({ since: now - failureWindowMs }).changes +
-      q.prunePendingUsers.run({ before: now - pendingRetentionMs }).changes,
+      q.pruneClientFailures.run({ since: now - retention.clientFailuresMs }).changes +
+      q.pruneNumberFailures.run({ since: now - retention.numberFailuresMs }).changes +
+      q.prunePendingUsers.run({ before: now - retention.pendingMs }).changes,
   )
 
   return {
@@ -233,8 +236,7 @@ export function createSqliteAuthStore(sqlite: SQLite.Database, db: Kysely<Databa
       const row = q.findUser.get({ phone })
       return row === undefined ? undefined : toUser(row)
     },
-    savePendingUser: (phone, passwordHash, now, newId) =>
-      savePendingUser(phone, passwordHash, now, newId),
+    savePendingUser: (phone, now, newId) => savePendingUser(phone, now, newId),
     verifyUser: (phone, passwordHash, now, newId) => verifyUser(phone, passwordHash, now, newId),
 
     findLockout: (clientKey, now) => q.findLockout.get({ clientKey, now })?.locked_until,
@@ -272,7 +274,6 @@ export function createSqliteAuthStore(sqlite: SQLite.Database, db: Kysely<Databa
       q.deleteSession.run({ tokenHash })
     },
 
-    pruneExpired: (now, failureWindowMs, pendingRetentionMs) =>
-      pruneExpired(now, failureWindowMs, pendingRetentionMs),
+    pruneExpired: (now, retention) => pruneExpired(now, retention),
   }
 }

@@ -1,0 +1,106 @@
+import { status } from '@grpc/grpc-js'
+import { describe, expect, it } from 'vitest'
+import type { OtpAuthError } from '../src/client/otpauth-client.js'
+import { failure, PHONES, signUpVerified, startTestServer, type TestServer } from './harness.js'
+
+const ATTACKER = '203.0.113.50'
+
+function loginWithPassword(t: TestServer, phone: string, password: string, ip = ATTACKER) {
+  return t.client.login(
+    { phoneNumber: phone, credential: { $case: 'password', value: password } },
+    t.as(ip),
+  )
+}
+
+function visible(err: OtpAuthError): unknown {
+  return {
+    code: err.code,
+    message: err.message,
+    reason: err.reason,
+    metadata: err.errorMetadata,
+    details: err.details?.details.map((d) => d.typeUrl),
+  }
+}
+
+describe('Combined calls that could reveal which numbers exist', () => {
+  it('when an attacker registers a number with a password of their own and logs in with it, then a verified and an unknown number answer alike', async () => {
+    const t = await startTestServer()
+    await signUpVerified(t, PHONES.alice, 'the real password')
+    t.clock.advance(30_000) // past the resend cooldown
+
+    await t.client.register(
+      { phoneNumber: PHONES.alice, password: 'attacker password' },
+      t.as(ATTACKER),
+    )
+    await t.client.register(
+      { phoneNumber: PHONES.bob, password: 'attacker password' },
+      t.as(ATTACKER),
+    )
+    const known = await failure(loginWithPassword(t, PHONES.alice, 'attacker password'))
+    const unknown = await failure(loginWithPassword(t, PHONES.bob, 'attacker password'))
+
+    expect(known.code).toBe(status.FAILED_PRECONDITION)
+    expect(visible(known)).toEqual(visible(unknown))
+    // And the verified account is untouched: its own password still works.
+    await loginWithPassword(t, PHONES.alice, 'the real password', '198.51.100.7')
+  })
+
+  it('when that decoy login is used between guesses, then it counts as a failure and resets nothing', async () => {
+    const t = await startTestServer()
+    await signUpVerified(t, PHONES.alice, 'the real password')
+    t.clock.advance(30_000) // past the resend cooldown
+    await failure(loginWithPassword(t, PHONES.alice, 'guess one'))
+    await failure(loginWithPassword(t, PHONES.alice, 'guess two'))
+
+    await t.client.register(
+      { phoneNumber: PHONES.alice, password: 'attacker password' },
+      t.as(ATTACKER),
+    )
+    const decoy = await failure(loginWithPassword(t, PHONES.alice, 'attacker password'))
+    const locked = await failure(loginWithPassword(t, PHONES.alice, 'the real password'))
+
+    expect(decoy.reason).toBe('PHONE_NOT_VERIFIED')
+    expect(locked.code).toBe(status.RESOURCE_EXHAUSTED)
+    expect(locked.reason).toBe('CLIENT_LOCKED_OUT')
+  })
+
+  it('when the sign-up code comes back from another client than the Register that chose the password, then the number is verified without that password', async () => {
+    const t = await startTestServer()
+    await t.client.register(
+      { phoneNumber: PHONES.alice, password: 'planted password' },
+      t.as(ATTACKER),
+    )
+    const code = t.sms.lastCodeFor(PHONES.alice, 'register')
+
+    // The owner enters the code that reached their phone, from their own network.
+    await t.client.verifyOtp({ phoneNumber: PHONES.alice, code }, t.as('198.51.100.7'))
+
+    const planted = await failure(loginWithPassword(t, PHONES.alice, 'planted password'))
+    expect(planted.reason).toBe('INVALID_CREDENTIALS')
+    t.clock.advance(30_000) // past the resend cooldown
+    await t.client.requestLoginCode({ phoneNumber: PHONES.alice }, t.as('198.51.100.7'))
+    const loginCode = t.sms.lastCodeFor(PHONES.alice, 'login')
+    await t.client.login(
+      { phoneNumber: PHONES.alice, credential: { $case: 'code', value: loginCode } },
+      t.as('198.51.100.7'),
+    )
+  })
+
+  it('when real SMS sends fail, then calls that send nothing fail the same way for a minute', async () => {
+    const t = await startTestServer()
+    await signUpVerified(t, PHONES.alice)
+    t.clock.advance(60_000)
+
+    t.sms.failNext()
+    const real = await failure(t.client.requestLoginCode({ phoneNumber: PHONES.alice }))
+    const unknown = await failure(t.client.requestLoginCode({ phoneNumber: PHONES.bob }))
+    const verifiedRegister = await failure(t.client.register({ phoneNumber: PHONES.alice }))
+
+    expect(real.code).toBe(status.UNAVAILABLE)
+    expect(visible(unknown)).toEqual(visible(real))
+    expect(visible(verifiedRegister)).toEqual(visible(real))
+    // Once a real send goes through again, the no-send answers are OK again.
+    await t.client.register({ phoneNumber: PHONES.carol })
+    await t.client.requestLoginCode({ phoneNumber: PHONES.bob })
+  })
+})
