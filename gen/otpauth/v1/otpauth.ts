@@ -1248,8 +1248,8 @@ export const OtpAuthService = {
   /**
    * Register starts sign-up: it creates (or refreshes) a pending account for the number and sends a
    * 6-digit sign-up code by SMS. The optional password is stored (argon2id) once the number is
-   * verified with a code from this call. For a number that is already verified the answer is the
-   * same and nothing changes.
+   * verified with the code from this call, by the same client that made it. For a number that is
+   * already verified the answer is the same and nothing changes.
    *
    * Errors: INVALID_ARGUMENT (INVALID_PHONE_NUMBER, INVALID_PASSWORD); RESOURCE_EXHAUSTED
    * (RESEND_TOO_SOON, NUMBER_SEND_LIMIT, CLIENT_SEND_LIMIT); UNAVAILABLE (SMS_UNAVAILABLE).
@@ -1303,7 +1303,8 @@ export const OtpAuthService = {
    *
    * Errors: INVALID_ARGUMENT (INVALID_PHONE_NUMBER, INVALID_PASSWORD, INVALID_CODE_FORMAT,
    * MISSING_CREDENTIAL); UNAUTHENTICATED (INVALID_CREDENTIALS); FAILED_PRECONDITION
-   * (PHONE_NOT_VERIFIED: right password, number not verified yet; PASSWORD_LOGIN_DISABLED: too
+   * (PHONE_NOT_VERIFIED: the password this client gave with a Register whose code is not verified
+   * yet; PASSWORD_LOGIN_DISABLED: too
    * many failed logins for this number, log in with a code); RESOURCE_EXHAUSTED (CLIENT_LOCKED_OUT).
    */
   login: {
@@ -1354,8 +1355,8 @@ export interface OtpAuthServer extends UntypedServiceImplementation {
   /**
    * Register starts sign-up: it creates (or refreshes) a pending account for the number and sends a
    * 6-digit sign-up code by SMS. The optional password is stored (argon2id) once the number is
-   * verified with a code from this call. For a number that is already verified the answer is the
-   * same and nothing changes.
+   * verified with the code from this call, by the same client that made it. For a number that is
+   * already verified the answer is the same and nothing changes.
    *
    * Errors: INVALID_ARGUMENT (INVALID_PHONE_NUMBER, INVALID_PASSWORD); RESOURCE_EXHAUSTED
    * (RESEND_TOO_SOON, NUMBER_SEND_LIMIT, CLIENT_SEND_LIMIT); UNAVAILABLE (SMS_UNAVAILABLE).
@@ -1383,7 +1384,8 @@ export interface OtpAuthServer extends UntypedServiceImplementation {
    *
    * Errors: INVALID_ARGUMENT (INVALID_PHONE_NUMBER, INVALID_PASSWORD, INVALID_CODE_FORMAT,
    * MISSING_CREDENTIAL); UNAUTHENTICATED (INVALID_CREDENTIALS); FAILED_PRECONDITION
-   * (PHONE_NOT_VERIFIED: right password, number not verified yet; PASSWORD_LOGIN_DISABLED: too
+   * (PHONE_NOT_VERIFIED: the password this client gave with a Register whose code is not verified
+   * yet; PASSWORD_LOGIN_DISABLED: too
    * many failed logins for this number, log in with a code); RESOURCE_EXHAUSTED (CLIENT_LOCKED_OUT).
    */
   login: handleUnaryCall<LoginRequest, LoginResponse>;
@@ -1408,8 +1410,8 @@ export interface OtpAuthClient extends Client {
   /**
    * Register starts sign-up: it creates (or refreshes) a pending account for the number and sends a
    * 6-digit sign-up code by SMS. The optional password is stored (argon2id) once the number is
-   * verified with a code from this call. For a number that is already verified the answer is the
-   * same and nothing changes.
+   * verified with the code from this call, by the same client that made it. For a number that is
+   * already verified the answer is the same and nothing changes.
    *
    * Errors: INVALID_ARGUMENT (INVALID_PHONE_NUMBER, INVALID_PASSWORD); RESOURCE_EXHAUSTED
    * (RESEND_TOO_SOON, NUMBER_SEND_LIMIT, CLIENT_SEND_LIMIT); UNAVAILABLE (SMS_UNAVAILABLE).
@@ -1479,7 +1481,8 @@ export interface OtpAuthClient extends Client {
    *
    * Errors: INVALID_ARGUMENT (INVALID_PHONE_NUMBER, INVALID_PASSWORD, INVALID_CODE_FORMAT,
    * MISSING_CREDENTIAL); UNAUTHENTICATED (INVALID_CREDENTIALS); FAILED_PRECONDITION
-   * (PHONE_NOT_VERIFIED: right password, number not verified yet; PASSWORD_LOGIN_DISABLED: too
+   * (PHONE_NOT_VERIFIED: the password this client gave with a Register whose code is not verified
+   * yet; PASSWORD_LOGIN_DISABLED: too
    * many failed logins for this number, log in with a code); RESOURCE_EXHAUSTED (CLIENT_LOCKED_OUT).
    */
   login(
