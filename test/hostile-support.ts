@@ -87,6 +87,8 @@ export interface SmsSink {
   received: { phone_number: string; code: string; purpose: string; message: string }[]
   /** How the next requests are answered; default 204. */
   mode: 'ok' | 'error500' | 'slow' | 'reset'
+  /** In mode ok, how long to wait before answering. */
+  delayMs: number
   /** Connections the sink has open right now. */
   openConnections(): number
   lastCode(phone: string, purpose?: string): string
@@ -96,7 +98,7 @@ export interface SmsSink {
 export async function startSmsSink(): Promise<SmsSink> {
   const received: SmsSink['received'] = []
   const sockets = new Set<import('node:net').Socket>()
-  const sink: { mode: SmsSink['mode'] } = { mode: 'ok' }
+  const sink: { mode: SmsSink['mode']; delayMs: number } = { mode: 'ok', delayMs: 0 }
   const server: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const chunks: Buffer[] = []
     req.on('data', (c: Buffer) => chunks.push(c))
@@ -113,7 +115,7 @@ export async function startSmsSink(): Promise<SmsSink> {
           return
         case 'ok':
           received.push(JSON.parse(Buffer.concat(chunks).toString()) as SmsSink['received'][0])
-          res.writeHead(204).end()
+          setTimeout(() => res.writeHead(204).end(), sink.delayMs)
       }
     })
   })
@@ -131,6 +133,12 @@ export async function startSmsSink(): Promise<SmsSink> {
     },
     set mode(m) {
       sink.mode = m
+    },
+    get delayMs() {
+      return sink.delayMs
+    },
+    set delayMs(ms) {
+      sink.delayMs = ms
     },
     openConnections: () => sockets.size,
     lastCode(phone, purpose) {
