@@ -169,10 +169,14 @@ async function run(spec: WorkerSpec): Promise<WorkerResult> {
     rpc: number,
     message: Uint8Array,
     wantMessage = false,
+    index?: number,
   ): Promise<{ ok: boolean; message: Buffer | undefined }> => {
     const connection = connections[callCount++ % connections.length]
     if (connection === undefined) throw new Error('no connection')
-    const xff = addresses.length === 0 ? undefined : addresses[addressCursor++ % addresses.length]
+    // One number always calls from the same client address (its owner's phone), as the service
+    // expects: a password given at Register is kept only if VerifyOtp comes from the same client.
+    const xff =
+      addresses.length === 0 ? undefined : addresses[(index ?? addressCursor++) % addresses.length]
     const started = now()
     const result = await connection.call(PATHS[rpc] ?? '', message, xff, wantMessage)
     const ended = now()
@@ -209,17 +213,17 @@ async function run(spec: WorkerSpec): Promise<WorkerResult> {
       phoneNumber: phoneOf(index),
       password: spec.registerPassword ? spec.password : undefined,
     }).finish()
-    return (await call(REGISTER, request)).ok
+    return (await call(REGISTER, request, false, index)).ok
   }
   const verify = async (index: number): Promise<boolean> => {
     const code = codeFor(index)
     if (code === undefined) return false
     const request = VerifyOtpRequest.encode({ phoneNumber: phoneOf(index), code }).finish()
-    return (await call(VERIFY, request)).ok
+    return (await call(VERIFY, request, false, index)).ok
   }
   const requestCode = async (index: number): Promise<boolean> => {
     const request = RequestLoginCodeRequest.encode({ phoneNumber: phoneOf(index) }).finish()
-    return (await call(REQUEST_CODE, request)).ok
+    return (await call(REQUEST_CODE, request, false, index)).ok
   }
   const loginWithCode = async (index: number): Promise<string | undefined> => {
     const code = codeFor(index)
@@ -228,7 +232,7 @@ async function run(spec: WorkerSpec): Promise<WorkerResult> {
       phoneNumber: phoneOf(index),
       credential: { $case: 'code', value: code },
     }).finish()
-    const result = await call(LOGIN_CODE, request, true)
+    const result = await call(LOGIN_CODE, request, true, index)
     return result.ok ? keepToken(result.message) : undefined
   }
   const validate = async (token: string): Promise<void> => {

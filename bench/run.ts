@@ -59,7 +59,7 @@ const HELP = `npm run bench -- [options]
   --scenarios <a,b>     table rows: validate, register, verify, register-verify, request-code,
                         login-code, request-login, login-password, mixed
   --client <raw|node-http2>  load client: the bench's own HTTP/2 framing (default) or node:http2
-  --cpu-prof            write a .cpuprofile of the real server to bench/results/tmp/
+  --cpu-prof            profile the real server in each measured window (bench/results/tmp/)
   --out <dir>           where results go (default bench/results, quick bench/results/tmp)`
 
 const here = dirname(fileURLToPath(import.meta.url))
@@ -230,8 +230,8 @@ class NodeProcess {
     return new Promise((resolve) => this.#waiters.push(resolve))
   }
 
-  resetEventLoop(): void {
-    if (this.child.connected) this.child.send({ type: 'reset' })
+  resetEventLoop(label: string): void {
+    if (this.child.connected) this.child.send({ type: 'reset', label })
   }
 
   async stats(): Promise<ServerStats | undefined> {
@@ -399,7 +399,7 @@ async function runPhases(specs: readonly PhaseSpec[]): Promise<PhaseResult[]> {
   const sampler = setInterval(sample, 100)
   const resetTimer = setTimeout(
     () => {
-      target.resetEventLoop()
+      target.resetEventLoop(first.scenario)
     },
     Math.max(0, warmEnd - now()),
   )
@@ -530,14 +530,14 @@ async function startReal(
   extra: Record<string, string> = {},
   cpus = SERVER_CPUS,
 ): Promise<NodeProcess> {
-  const execArgv = options.cpuProf
-    ? ['--cpu-prof', `--cpu-prof-dir=${join(root, 'bench', 'results', 'tmp')}`]
-    : []
+  // --cpu-prof: one profile per measured window, written by the bench entry (see server-entry.ts).
+  const profile = options.cpuProf
+    ? { BENCH_CPU_PROFILE_DIR: join(root, 'bench', 'results', 'tmp') }
+    : {}
   return NodeProcess.start('server-entry.js', {
-    env: realServerEnv(extra),
+    env: realServerEnv({ ...profile, ...extra }),
     cpus,
     logFile: join(tmp, `${name}.log`),
-    execArgv,
   })
 }
 

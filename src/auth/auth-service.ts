@@ -118,10 +118,11 @@ export class AuthService {
     const { store, clock, lockout, challenges, newId } = this.#d
     const phone = parsePhone(input.phone, this.#d.policy.defaultRegion)
     const code = parseCode(input.code)
-    lockout.begin(caller.clientKey, phone)
+    // Checked in one synchronous step: no try can interleave, so none is written up front.
+    const hasFailures = lockout.check(caller.clientKey)
     const answer = challenges.answer('register', phone, code)
     if (!answer.ok) {
-      lockout.fail(caller.clientKey)
+      lockout.failNow(caller.clientKey, phone)
       throw new AuthError('INVALID_CREDENTIALS')
     }
     // The code proves the phone, not who chose the password: anyone can Register a pending number
@@ -135,7 +136,7 @@ export class AuthService {
       clock.now(),
       newId(),
     )
-    lockout.succeed(caller.clientKey, phone)
+    if (hasFailures) lockout.succeed(caller.clientKey, phone)
   }
 
   /**
@@ -227,16 +228,17 @@ export class AuthService {
 
   #loginWithCode(phone: string, code: string, caller: Caller): Session {
     const { store, lockout, challenges, clock } = this.#d
-    lockout.begin(caller.clientKey, phone)
+    // Checked in one synchronous step: no try can interleave, so none is written up front.
+    const hasFailures = lockout.check(caller.clientKey)
     const answer = challenges.answer('login', phone, code)
     const user = answer.ok ? store.findUserByPhone(phone) : undefined
     if (user?.verifiedAt == null) {
       store.addNumberFailure(phone, clock.now())
-      lockout.fail(caller.clientKey)
+      lockout.failNow(caller.clientKey, phone)
       throw new AuthError('INVALID_CREDENTIALS')
     }
     store.clearNumberFailures(phone)
-    lockout.succeed(caller.clientKey, phone)
+    if (hasFailures) lockout.succeed(caller.clientKey, phone)
     return this.#startSession(user)
   }
 

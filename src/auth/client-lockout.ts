@@ -45,6 +45,32 @@ export class ClientLockout {
     this.#store.addClientFailure(clientKey, phone, now, since)
   }
 
+  /**
+   * check is begin for a credential checked synchronously, with no await before failNow or
+   * succeed: no other try can interleave, so the try need not be written first (a write per call
+   * saved on the success path). Returns whether the client has failures on record, the only case
+   * in which succeed has anything to clear. Throws CLIENT_LOCKED_OUT with the time left.
+   */
+  check(clientKey: string): boolean {
+    const now = this.#clock.now()
+    const until = this.#store.findLockout(clientKey, now)
+    if (until !== undefined) {
+      throw new AuthError('CLIENT_LOCKED_OUT', { retryAfterMs: until - now })
+    }
+    const failures = this.#store.countClientFailures(clientKey, now - this.#policy.durationMs)
+    if (failures >= this.#policy.threshold) {
+      throw new AuthError('CLIENT_LOCKED_OUT', { retryAfterMs: IN_FLIGHT_RETRY_MS })
+    }
+    return failures > 0
+  }
+
+  /** failNow records a failed try that was checked with check, and locks at the threshold. */
+  failNow(clientKey: string, phone: string): void {
+    const now = this.#clock.now()
+    this.#store.addClientFailure(clientKey, phone, now, now - this.#policy.durationMs)
+    this.fail(clientKey)
+  }
+
   /** fail confirms the try as a failure and locks the client once it reaches the threshold. */
   fail(clientKey: string): void {
     const now = this.#clock.now()
