@@ -7,6 +7,9 @@ import { BlockList, isIP } from 'node:net'
 export class TrustedProxies {
   readonly #list = new BlockList()
   readonly #empty: boolean
+  // BlockList.check builds a SocketAddress per call (~2 µs, twice per call behind a proxy); the
+  // answers for recent addresses are kept. Bounded: cleared when full.
+  readonly #known = new Map<string, boolean>()
 
   constructor(cidrs: readonly string[]) {
     for (const cidr of cidrs) {
@@ -36,9 +39,13 @@ export class TrustedProxies {
 
   has(address: string): boolean {
     if (this.#empty) return false
+    const known = this.#known.get(address)
+    if (known !== undefined) return known
     const family = isIP(address)
-    if (family === 0) return false
-    return this.#list.check(address, family === 6 ? 'ipv6' : 'ipv4')
+    const trusted = family !== 0 && this.#list.check(address, family === 6 ? 'ipv6' : 'ipv4')
+    if (this.#known.size >= 10_000) this.#known.clear()
+    this.#known.set(address, trusted)
+    return trusted
   }
 }
 
