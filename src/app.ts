@@ -119,6 +119,11 @@ export async function startApp(
     log,
     trustedProxies: new TrustedProxies(config.trustedProxies),
     maxMessageBytes: config.maxMessageBytes,
+    connection: {
+      idleMs: config.connectionIdleSeconds * 1000,
+      maxAgeMs: config.connectionMaxAgeSeconds * 1000,
+      graceMs: config.shutdownGraceSeconds * 1000,
+    },
     gatewayPass,
     observer: metrics,
   })

@@ -40,6 +40,13 @@ export interface Config {
   numberFailureRetentionSeconds: number
   /** How often ended sessions, lifted lockouts and stale failures are deleted. */
   pruneIntervalSeconds: number
+  /** A connection with no call for this long is closed (idle sockets cost memory and a descriptor). */
+  connectionIdleSeconds: number
+  /**
+   * A connection is closed this long after it opened (calls then get shutdownGraceSeconds to
+   * finish), so a stream that stalls half way through a message cannot hold memory forever.
+   */
+  connectionMaxAgeSeconds: number
 }
 
 /** ConfigError lists every invalid variable at once, each by name. */
@@ -201,6 +208,8 @@ export function loadConfig(env: Env): Readonly<Config> {
     pendingRetentionSeconds: 7 * 86_400,
     numberFailureRetentionSeconds: 30 * 86_400,
     pruneIntervalSeconds: 60,
+    connectionIdleSeconds: 300,
+    connectionMaxAgeSeconds: 1800,
   }
   if (problems.length > 0) throw new ConfigError(problems)
   return Object.freeze(config)

@@ -22,6 +22,7 @@ export interface ServerDeps {
   log: Logger
   trustedProxies: TrustedProxies
   maxMessageBytes: number
+  connection: { idleMs: number; maxAgeMs: number; graceMs: number }
   gatewayPass?: GatewayPass | undefined
   observer?: RpcObserver | undefined
 }
@@ -39,6 +40,11 @@ export function createServer(deps: ServerDeps): OtpAuthGrpcServer {
     'grpc.max_send_message_length': 4 * 1024 * 1024,
     'grpc.max_concurrent_streams': 1000,
     'grpc.enable_channelz': 0,
+    // grpc-js keeps connections forever by default: idle ones (and sockets that never speak
+    // HTTP/2) pile up, and a stream stalled half way through a message is held with its buffer.
+    'grpc.max_connection_idle_ms': deps.connection.idleMs,
+    'grpc.max_connection_age_ms': deps.connection.maxAgeMs,
+    'grpc.max_connection_age_grace_ms': deps.connection.graceMs,
   }
   const server = new Server(options)
 
