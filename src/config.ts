@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os'
 import { isSupportedCountry, type CountryCode } from 'libphonenumber-js/max'
 import { TrustedProxies } from './auth/client-address.js'
 import type { SynchronousMode } from './store/database.js'
@@ -194,7 +195,13 @@ export function loadConfig(env: Env): Readonly<Config> {
       timeCost: int('OTPAUTH_ARGON2_TIME_COST', 2, 1, 20),
       parallelism: int('OTPAUTH_ARGON2_PARALLELISM', 1, 1, 16),
     },
-    hashConcurrency: int('OTPAUTH_HASH_CONCURRENCY', 2, 1, 64),
+    // Hashing on every core starves the event loop (bench/README-performance.md): leave it one.
+    hashConcurrency: int(
+      'OTPAUTH_HASH_CONCURRENCY',
+      Math.max(1, availableParallelism() - 1),
+      1,
+      64,
+    ),
     logLevel: oneOf('OTPAUTH_LOG_LEVEL', 'info', [
       'fatal',
       'error',
