@@ -164,7 +164,7 @@ describe('Enumeration', () => {
     // as the whole SMS latency, 15-20 ms here; skipping argon2 for unknown numbers as the whole
     // hash). What is left is noise: an attacker gets at most 5 samples per number per hour on
     // Register and RequestLoginCode (the send cap) and at most 100 failed logins per number, each
-    // over internet jitter of milliseconds; see docs/security.md.
+    // over internet jitter of milliseconds; see the README, Security and reliability.
     for (const [rpc, delta] of Object.entries(deltas)) {
       const typical = median(timings[rpc]?.known ?? [])
       expect(Math.abs(delta), rpc).toBeLessThan(Math.max(3, 0.15 * typical))

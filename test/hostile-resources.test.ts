@@ -113,7 +113,7 @@ describe('Resource bounds', () => {
     await sleep(3_500) // the idle check runs once per limit: up to two limits, plus load
     const h2Open = sessions.filter((s) => !s.closed && !s.destroyed).length
     // Known limit, left open: sockets that never send the HTTP/2 preface get no session in
-    // grpc-js, so neither the idle nor the age limit ends them (see docs/security.md). They cost
+    // grpc-js, so neither the idle nor the age limit ends them (see the README, Security and reliability). They cost
     // a descriptor and a few KiB each and do not slow the service down.
     const rawOpen = raw.filter((s) => !s.destroyed && s.readyState === 'open').length
 
