@@ -1,4 +1,3 @@
-import { availableParallelism } from 'node:os'
 import { isSupportedCountry, type CountryCode } from 'libphonenumber-js/max'
 import { TrustedProxies } from './auth/client-address.js'
 import type { SynchronousMode } from './store/database.js'
@@ -195,13 +194,9 @@ export function loadConfig(env: Env): Readonly<Config> {
       timeCost: int('OTPAUTH_ARGON2_TIME_COST', 2, 1, 20),
       parallelism: int('OTPAUTH_ARGON2_PARALLELISM', 1, 1, 16),
     },
-    // Hashing on every core starves the event loop (bench/README-performance.md): leave it one.
-    hashConcurrency: int(
-      'OTPAUTH_HASH_CONCURRENCY',
-      Math.max(1, availableParallelism() - 1),
-      1,
-      64,
-    ),
+    // The bench's hash curve on 2 cores (bench/README-performance.md): 2 in flight reach ~0.8 of
+    // the raw argon2 rate; 1 gives up a third of it for no better ValidateSession p99, 3–4 add delay.
+    hashConcurrency: int('OTPAUTH_HASH_CONCURRENCY', 2, 1, 64),
     logLevel: oneOf('OTPAUTH_LOG_LEVEL', 'info', [
       'fatal',
       'error',
