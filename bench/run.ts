@@ -650,7 +650,8 @@ async function scenarioTable(real: NodeProcess, ceiling: NodeProcess): Promise<T
   // cache holds 100k codes by default, so never more live codes than 80k.
   const need = (scenario: Scenario): number => {
     const rate = ceilingRates.get(scenario) ?? 5000
-    return Math.min(80_000, Math.ceil((rate * (options.warmupMs + options.durationMs)) / 1000))
+    const cap = options.quick ? 2_000 : 80_000
+    return Math.min(cap, Math.ceil((rate * (options.warmupMs + options.durationMs)) / 1000))
   }
   const make = async (scenario: Scenario, count: number, pool?: number[]): Promise<number[]> =>
     count <= 0
