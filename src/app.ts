@@ -9,6 +9,7 @@ import { ClientLockout } from './auth/client-lockout.js'
 import { systemClock, type Clock } from './auth/clock.js'
 import { CodeHasher } from './auth/one-time-code.js'
 import { PasswordHasher } from './auth/password.js'
+import { PhoneParser } from './auth/phone.js'
 import { SendPacer } from './auth/send-pacer.js'
 import { SendThrottle } from './auth/send-throttle.js'
 import type { SmsSender } from './auth/sms-sender.js'
@@ -78,6 +79,7 @@ export async function startApp(
   const hasher = new PasswordHasher(config.argon2, config.hashConcurrency)
   await hasher.prepare()
   const auth = new AuthService({
+    phones: new PhoneParser(config.defaultRegion, config.cacheMax),
     store,
     sms,
     clock,
@@ -106,7 +108,6 @@ export async function startApp(
     }),
     pacer: new SendPacer((ms) => sleep(ms)),
     policy: {
-      defaultRegion: config.defaultRegion,
       codeTtlMs: config.codeTtlSeconds * 1000,
       sessionTtlMs: config.sessionTtlSeconds * 1000,
       numberFailureLimit: config.numberFailureLimit,

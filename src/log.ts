@@ -15,8 +15,12 @@ const REDACT = [
   '*.token',
 ]
 
-/** createLogger builds the one root logger: JSON lines, secrets redacted by key. */
+/**
+ * createLogger builds the one root logger: JSON lines on stdout, secrets redacted by key. Writes
+ * are asynchronous: lines that arrive while a write is in flight go out together in the next one,
+ * instead of one blocking write per RPC; pino flushes what is left when the process exits.
+ */
 export function createLogger(level: Config['logLevel'], destination?: DestinationStream): Logger {
   const options = { level, redact: { paths: REDACT, censor: '[REDACTED]' } }
-  return destination === undefined ? pino(options) : pino(options, destination)
+  return pino(options, destination ?? pino.destination({ dest: 1, sync: false }))
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { AuthError } from '../src/auth/auth-error.js'
-import { parsePhone } from '../src/auth/phone.js'
+import { parsePhone, PhoneParser } from '../src/auth/phone.js'
 
 describe('parsePhone', () => {
   it.each([
@@ -56,4 +56,17 @@ describe('parsePhone', () => {
       expect((thrown as AuthError).violation?.field).toBe('phone_number')
     },
   )
+})
+
+describe('PhoneParser', () => {
+  it('when a number is parsed again, then the memo gives the same E.164 and refusals stay refusals', () => {
+    const phones = new PhoneParser('US', 2)
+
+    expect(phones.parse('(415) 555-2671')).toBe('+14155552671')
+    expect(phones.parse('(415) 555-2671')).toBe('+14155552671')
+    expect(phones.parse('+447911123456')).toBe('+447911123456')
+    expect(phones.parse('+4915112345678')).toBe('+4915112345678')
+    expect(() => phones.parse('+1000')).toThrow(AuthError)
+    expect(() => phones.parse('+1000')).toThrow(AuthError)
+  })
 })

@@ -5,7 +5,7 @@ import type { ClientLockout } from './client-lockout.js'
 import type { Clock } from './clock.js'
 import { generateCode, parseCode, type CodePurpose, type RandomInt } from './one-time-code.js'
 import { parseLoginPassword, parseNewPassword, type PasswordHasher } from './password.js'
-import { parsePhone } from './phone.js'
+import type { PhoneParser } from './phone.js'
 import type { SendPacer } from './send-pacer.js'
 import type { SendThrottle } from './send-throttle.js'
 import {
@@ -15,10 +15,8 @@ import {
   type RandomBytes,
 } from './session-token.js'
 import type { SmsSender } from './sms-sender.js'
-import type { CountryCode } from 'libphonenumber-js/max'
 
 export interface AuthPolicy {
-  defaultRegion: CountryCode | undefined
   codeTtlMs: number
   sessionTtlMs: number
   /** Consecutive failed logins per number before password login is refused (NIST: at most 100). */
@@ -26,6 +24,7 @@ export interface AuthPolicy {
 }
 
 export interface AuthServiceDeps {
+  phones: PhoneParser
   store: AuthStore
   sms: SmsSender
   clock: Clock
@@ -70,9 +69,11 @@ export type Credential = { kind: 'password'; value: string } | { kind: 'code'; v
  */
 export class AuthService {
   readonly #d: AuthServiceDeps
+  readonly #phones: PhoneParser
 
   constructor(deps: AuthServiceDeps) {
     this.#d = deps
+    this.#phones = deps.phones
   }
 
   /**
@@ -86,7 +87,7 @@ export class AuthService {
     caller: Caller,
   ): Promise<CodeSent> {
     const { store, clock, hasher, newId } = this.#d
-    const phone = parsePhone(input.phone, this.#d.policy.defaultRegion)
+    const phone = this.#phones.parse(input.phone)
     const password = input.password === undefined ? undefined : parseNewPassword(input.password)
     const reservation = this.#d.throttle.reserve(phone, caller.clientKey)
     try {
@@ -116,7 +117,7 @@ export class AuthService {
    */
   verifyOtp(input: { phone: string; code: string }, caller: Caller): void {
     const { store, clock, lockout, challenges, newId } = this.#d
-    const phone = parsePhone(input.phone, this.#d.policy.defaultRegion)
+    const phone = this.#phones.parse(input.phone)
     const code = parseCode(input.code)
     // Checked in one synchronous step: no try can interleave, so none is written up front.
     const hasFailures = lockout.check(caller.clientKey)
@@ -146,7 +147,7 @@ export class AuthService {
    * SMS_UNAVAILABLE.
    */
   async requestLoginCode(input: { phone: string }, caller: Caller): Promise<CodeSent> {
-    const phone = parsePhone(input.phone, this.#d.policy.defaultRegion)
+    const phone = this.#phones.parse(input.phone)
     const reservation = this.#d.throttle.reserve(phone, caller.clientKey)
     try {
       const user = this.#d.store.findUserByPhone(phone)
@@ -168,7 +169,7 @@ export class AuthService {
     input: { phone: string; credential: Credential | undefined },
     caller: Caller,
   ): Promise<Session> {
-    const phone = parsePhone(input.phone, this.#d.policy.defaultRegion)
+    const phone = this.#phones.parse(input.phone)
     const credential = input.credential
     if (credential === undefined) {
       throw new AuthError('MISSING_CREDENTIAL', {

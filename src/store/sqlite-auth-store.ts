@@ -51,7 +51,8 @@ export function createSqliteAuthStore(sqlite: SQLite.Database, db: Kysely<Databa
             .column('phone')
             .doUpdateSet((eb) => ({ updated_at: eb.ref('excluded.updated_at') }))
             .where('users.verified_at', 'is', null),
-        ),
+        )
+        .returning(['id', 'phone', 'password_hash', 'verified_at']),
     ),
     upsertVerified: prepare(
       sqlite,
@@ -74,7 +75,8 @@ export function createSqliteAuthStore(sqlite: SQLite.Database, db: Kysely<Databa
               updated_at: eb.ref('excluded.updated_at'),
             }))
             .where('users.verified_at', 'is', null),
-        ),
+        )
+        .returning(['id', 'phone', 'password_hash', 'verified_at']),
     ),
     findLockout: prepare(
       sqlite,
@@ -205,20 +207,25 @@ export function createSqliteAuthStore(sqlite: SQLite.Database, db: Kysely<Databa
 
   const mustFindUser = (phone: string): User => {
     const row = q.findUser.get({ phone })
-    if (row === undefined) throw new Error('user row vanished inside its own transaction')
+    if (row === undefined) throw new Error('user row missing right after its upsert')
     return toUser(row)
   }
 
-  const savePendingUser = sqlite.transaction((phone: string, now: number, id: string): User => {
-    q.upsertPending.run({ id, phone, now })
-    return mustFindUser(phone)
-  })
-  const verifyUser = sqlite.transaction(
-    (phone: string, passwordHash: string | null, now: number, id: string): User => {
-      q.upsertVerified.run({ id, phone, passwordHash, now })
-      return mustFindUser(phone)
-    },
-  )
+  // One statement, autocommitted: RETURNING gives the row back unless the account was already
+  // verified (the upsert's WHERE left it alone), and only then is it read separately.
+  const savePendingUser = (phone: string, now: number, id: string): User => {
+    const row = q.upsertPending.get({ id, phone, now })
+    return row === undefined ? mustFindUser(phone) : toUser(row)
+  }
+  const verifyUser = (
+    phone: string,
+    passwordHash: string | null,
+    now: number,
+    id: string,
+  ): User => {
+    const row = q.upsertVerified.get({ id, phone, passwordHash, now })
+    return row === undefined ? mustFindUser(phone) : toUser(row)
+  }
   const pruneExpired = sqlite.transaction(
     (
       now: number,
