@@ -1,25 +1,19 @@
 import { status } from '@grpc/grpc-js'
 import { describe, expect, it } from 'vitest'
-import type { OtpAuthError } from '../src/client/otpauth-client.js'
-import { failure, PHONES, signUpVerified, startTestServer, type TestServer } from './harness.js'
+import {
+  failure,
+  loginWithPassword,
+  PHONES,
+  signUpVerified,
+  startTestServer,
+  visible,
+  type TestServer,
+} from './harness.js'
 
 const ATTACKER = '203.0.113.50'
 
-function loginWithPassword(t: TestServer, phone: string, password: string, ip = ATTACKER) {
-  return t.client.login(
-    { phoneNumber: phone, credential: { $case: 'password', value: password } },
-    t.as(ip),
-  )
-}
-
-function visible(err: OtpAuthError): unknown {
-  return {
-    code: err.code,
-    message: err.message,
-    reason: err.reason,
-    metadata: err.errorMetadata,
-    details: err.details?.details.map((d) => d.typeUrl),
-  }
+function login(t: TestServer, phone: string, password: string, ip = ATTACKER) {
+  return loginWithPassword(t, phone, password, ip)
 }
 
 describe('Combined calls that could reveal which numbers exist', () => {
@@ -36,28 +30,28 @@ describe('Combined calls that could reveal which numbers exist', () => {
       { phoneNumber: PHONES.bob, password: 'attacker password' },
       t.as(ATTACKER),
     )
-    const known = await failure(loginWithPassword(t, PHONES.alice, 'attacker password'))
-    const unknown = await failure(loginWithPassword(t, PHONES.bob, 'attacker password'))
+    const known = await failure(login(t, PHONES.alice, 'attacker password'))
+    const unknown = await failure(login(t, PHONES.bob, 'attacker password'))
 
     expect(known.code).toBe(status.FAILED_PRECONDITION)
     expect(visible(known)).toEqual(visible(unknown))
     // And the verified account is untouched: its own password still works.
-    await loginWithPassword(t, PHONES.alice, 'the real password', '198.51.100.7')
+    await login(t, PHONES.alice, 'the real password', '198.51.100.7')
   })
 
   it('when that decoy login is used between guesses, then it counts as a failure and resets nothing', async () => {
     const t = await startTestServer()
     await signUpVerified(t, PHONES.alice, 'the real password')
     t.clock.advance(30_000) // past the resend cooldown
-    await failure(loginWithPassword(t, PHONES.alice, 'guess one'))
-    await failure(loginWithPassword(t, PHONES.alice, 'guess two'))
+    await failure(login(t, PHONES.alice, 'guess one'))
+    await failure(login(t, PHONES.alice, 'guess two'))
 
     await t.client.register(
       { phoneNumber: PHONES.alice, password: 'attacker password' },
       t.as(ATTACKER),
     )
-    const decoy = await failure(loginWithPassword(t, PHONES.alice, 'attacker password'))
-    const locked = await failure(loginWithPassword(t, PHONES.alice, 'the real password'))
+    const decoy = await failure(login(t, PHONES.alice, 'attacker password'))
+    const locked = await failure(login(t, PHONES.alice, 'the real password'))
 
     expect(decoy.reason).toBe('PHONE_NOT_VERIFIED')
     expect(locked.code).toBe(status.RESOURCE_EXHAUSTED)
@@ -75,7 +69,7 @@ describe('Combined calls that could reveal which numbers exist', () => {
     // The owner enters the code that reached their phone, from their own network.
     await t.client.verifyOtp({ phoneNumber: PHONES.alice, code }, t.as('198.51.100.7'))
 
-    const planted = await failure(loginWithPassword(t, PHONES.alice, 'planted password'))
+    const planted = await failure(login(t, PHONES.alice, 'planted password'))
     expect(planted.reason).toBe('INVALID_CREDENTIALS')
     t.clock.advance(30_000) // past the resend cooldown
     await t.client.requestLoginCode({ phoneNumber: PHONES.alice }, t.as('198.51.100.7'))

@@ -192,3 +192,30 @@ export async function signUpVerified(
   const code = t.sms.lastCodeFor(phone, 'register')
   await t.client.verifyOtp({ phoneNumber: phone, code }, t.as(ip))
 }
+
+/** loginWithPassword logs in with a password from the given client address. */
+export function loginWithPassword(
+  t: TestServer,
+  phone: string,
+  password: string,
+  ip: string,
+): ReturnType<OtpAuthClient['login']> {
+  return t.client.login(
+    { phoneNumber: phone, credential: { $case: 'password', value: password } },
+    t.as(ip),
+  )
+}
+
+/** visible is everything a caller can see of a failure, for comparing two answers. */
+export function visible(err: OtpAuthError): unknown {
+  return {
+    code: err.code,
+    message: err.message,
+    reason: err.reason,
+    domain: err.domain,
+    metadata: err.errorMetadata,
+    retry: err.retryDelayMs,
+    violations: err.violations,
+    details: err.details?.details.map((d) => d.typeUrl),
+  }
+}

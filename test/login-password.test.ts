@@ -1,27 +1,17 @@
 import { status } from '@grpc/grpc-js'
 import { describe, expect, it } from 'vitest'
-import type { OtpAuthError } from '../src/client/otpauth-client.js'
-import { failure, PHONES, signUpVerified, startTestServer, type TestServer } from './harness.js'
+import {
+  failure,
+  loginWithPassword,
+  PHONES,
+  signUpVerified,
+  startTestServer,
+  visible,
+  type TestServer,
+} from './harness.js'
 
 function withPassword(t: TestServer, phone: string, password: string, ip = '203.0.113.1') {
-  return t.client.login(
-    { phoneNumber: phone, credential: { $case: 'password', value: password } },
-    t.as(ip),
-  )
-}
-
-/** Everything a caller can see of a failure. */
-function visible(err: OtpAuthError): unknown {
-  return {
-    code: err.code,
-    message: err.message,
-    reason: err.reason,
-    domain: err.domain,
-    metadata: err.errorMetadata,
-    retry: err.retryDelayMs,
-    violations: err.violations,
-    details: err.details?.details.map((d) => d.typeUrl),
-  }
+  return loginWithPassword(t, phone, password, ip)
 }
 
 describe('Login with a password', () => {
