@@ -29,6 +29,7 @@ import { WebhookSmsSender } from './sms/webhook-sms-sender.js'
 import { openDatabase } from './store/database.js'
 import { migrate } from './store/migrations.js'
 import { countActiveLockouts } from './store/lockout-count.js'
+import { GroupCommit } from './store/group-commit.js'
 import { createSqliteAuthStore } from './store/sqlite-auth-store.js'
 
 /** What tests may replace; production passes none of these. */
@@ -69,7 +70,8 @@ export async function startApp(
     await database.close()
     throw error
   }
-  const store = createSqliteAuthStore(database.sqlite, database.db)
+  const commits = new GroupCommit(database.sqlite)
+  const store = createSqliteAuthStore(database.sqlite, database.db, commits)
 
   // Always collected (a few counter increments per call); served only on OTPAUTH_METRICS_ADDRESS.
   const metrics = new OtpAuthMetrics({
@@ -127,6 +129,7 @@ export async function startApp(
     },
     gatewayPass,
     observer: metrics,
+    settled: () => commits.settled(),
   })
   let port: number
   try {
@@ -208,6 +211,7 @@ export async function startApp(
       door?.close()
       await doorStopped
       await metricsServer?.close()
+      commits.commit()
       await database.close()
     })())
 

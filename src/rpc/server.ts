@@ -25,6 +25,8 @@ export interface ServerDeps {
   connection: { idleMs: number; maxAgeMs: number; graceMs: number }
   gatewayPass?: GatewayPass | undefined
   observer?: RpcObserver | undefined
+  /** Resolves once the writes made so far are durable; answers wait for it. */
+  settled?: (() => Promise<void>) | undefined
 }
 
 export interface OtpAuthGrpcServer {
@@ -53,6 +55,7 @@ export function createServer(deps: ServerDeps): OtpAuthGrpcServer {
     trustedProxies: deps.trustedProxies,
     gatewayPass: deps.gatewayPass,
     observer: deps.observer,
+    settled: deps.settled,
   }
   const h = deps.handlers
   const implementation: OtpAuthServer = {

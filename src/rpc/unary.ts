@@ -20,7 +20,11 @@ export interface UnaryOptions {
   /** Calls from the in-process REST door carry the REST client's address under this pass. */
   gatewayPass?: GatewayPass | undefined
   observer?: RpcObserver | undefined
+  /** Resolves once the writes made so far are durable (group commit); answers wait for it. */
+  settled?: (() => Promise<void>) | undefined
 }
+
+const NOTHING_PENDING = (): Promise<void> => Promise.resolve()
 
 /**
  * unary adapts an async handler to grpc-js: the only code that calls a grpc-js callback. A handler
@@ -50,17 +54,37 @@ export function unary<Req, Res>(
       if (cause === undefined) options.log.info(line, 'rpc')
       else options.log.error({ ...line, err: cause }, 'rpc failed')
     }
-    const fail = (thrown: unknown): void => {
+    const settled = options.settled ?? NOTHING_PENDING
+    const answerError = (thrown: unknown): void => {
       const mapped = toServiceError(thrown)
       finish(mapped.statusName, mapped.cause)
       callback(mapped.error)
+    }
+    // Nothing is answered before the writes it rests on are committed (failures too: a counted
+    // failed try must survive a crash as surely as a session).
+    const fail = (thrown: unknown): void => {
+      settled().then(
+        () => {
+          answerError(thrown)
+        },
+        (commitError: unknown) => {
+          answerError(commitError)
+        },
+      )
     }
     try {
       if (call.request instanceof MalformedRequest) throw new AuthError('MALFORMED_REQUEST')
       Promise.resolve(handler(call.request, { caller: { clientKey: clientKey(client) } })).then(
         (response) => {
-          finish('OK')
-          callback(null, response)
+          settled().then(
+            () => {
+              finish('OK')
+              callback(null, response)
+            },
+            (commitError: unknown) => {
+              answerError(commitError)
+            },
+          )
         },
         fail,
       )

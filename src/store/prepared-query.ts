@@ -27,7 +27,11 @@ export interface PreparedQuery<Row> {
  * prepare compiles a Kysely query once and returns a better-sqlite3 statement that runs it
  * synchronously: the type-checked SQL of Kysely without its per-call compile and promise costs.
  */
-export function prepare<Row>(sqlite: SQLite.Database, query: Compilable<Row>): PreparedQuery<Row> {
+export function prepare<Row>(
+  sqlite: SQLite.Database,
+  query: Compilable<Row>,
+  beforeWrite?: () => void,
+): PreparedQuery<Row> {
   const compiled = query.compile()
   const slots = compiled.parameters.map((p) =>
     typeof p === 'object' && p !== null && PARAM in p
@@ -42,9 +46,19 @@ export function prepare<Row>(sqlite: SQLite.Database, query: Compilable<Row>): P
       return args[slot.name]
     })
   const reader = statement.reader
+  const write = beforeWrite !== undefined && !statement.readonly ? beforeWrite : undefined
   return {
-    get: (args) => (reader ? (statement.get(...bind(args)) as Row | undefined) : undefined),
-    all: (args) => (reader ? (statement.all(...bind(args)) as Row[]) : []),
-    run: (args) => statement.run(...bind(args)),
+    get: (args) => {
+      write?.()
+      return reader ? (statement.get(...bind(args)) as Row | undefined) : undefined
+    },
+    all: (args) => {
+      write?.()
+      return reader ? (statement.all(...bind(args)) as Row[]) : []
+    },
+    run: (args) => {
+      write?.()
+      return statement.run(...bind(args))
+    },
   }
 }

@@ -1,8 +1,9 @@
 import type SQLite from 'better-sqlite3'
-import type { Kysely } from 'kysely'
+import type { Compilable, Kysely } from 'kysely'
 import type { AuthStore, SessionRecord, User } from '../auth/auth-store.js'
 import type { Database } from './database.js'
-import { param, prepare } from './prepared-query.js'
+import type { GroupCommit } from './group-commit.js'
+import { param, prepare, type PreparedQuery } from './prepared-query.js'
 
 interface UserRow {
   id: string
@@ -25,17 +26,27 @@ function toUser(row: UserRow): User {
  * and run as prepared better-sqlite3 statements; methods that take several statements run them in
  * one transaction.
  */
-export function createSqliteAuthStore(sqlite: SQLite.Database, db: Kysely<Database>): AuthStore {
+export function createSqliteAuthStore(
+  sqlite: SQLite.Database,
+  db: Kysely<Database>,
+  commits?: GroupCommit,
+): AuthStore {
+  // With group commit, every write joins the batch transaction of this event-loop turn.
+  const beforeWrite =
+    commits === undefined
+      ? undefined
+      : () => {
+          commits.enter()
+        }
+  const p = <Row>(query: Compilable<Row>): PreparedQuery<Row> => prepare(sqlite, query, beforeWrite)
   const q = {
-    findUser: prepare(
-      sqlite,
+    findUser: p(
       db
         .selectFrom('users')
         .select(['id', 'phone', 'password_hash', 'verified_at'])
         .where('phone', '=', param('phone')),
     ),
-    upsertPending: prepare(
-      sqlite,
+    upsertPending: p(
       db
         .insertInto('users')
         .values({
@@ -54,8 +65,7 @@ export function createSqliteAuthStore(sqlite: SQLite.Database, db: Kysely<Databa
         )
         .returning(['id', 'phone', 'password_hash', 'verified_at']),
     ),
-    upsertVerified: prepare(
-      sqlite,
+    upsertVerified: p(
       db
         .insertInto('users')
         .values({
@@ -78,16 +88,14 @@ export function createSqliteAuthStore(sqlite: SQLite.Database, db: Kysely<Databa
         )
         .returning(['id', 'phone', 'password_hash', 'verified_at']),
     ),
-    findLockout: prepare(
-      sqlite,
+    findLockout: p(
       db
         .selectFrom('lockouts')
         .select('locked_until')
         .where('client_key', '=', param('clientKey'))
         .where('locked_until', '>', param('now')),
     ),
-    lock: prepare(
-      sqlite,
+    lock: p(
       db
         .insertInto('lockouts')
         .values({ client_key: param('clientKey'), locked_until: param('until') })
@@ -97,16 +105,14 @@ export function createSqliteAuthStore(sqlite: SQLite.Database, db: Kysely<Databa
           })),
         ),
     ),
-    countClientFailures: prepare(
-      sqlite,
+    countClientFailures: p(
       db
         .selectFrom('client_failures')
         .select((eb) => eb.fn.coalesce(eb.fn.sum<number>('failures'), eb.lit(0)).as('n'))
         .where('client_key', '=', param('clientKey'))
         .where('last_failure_at', '>=', param('since')),
     ),
-    addClientFailure: prepare(
-      sqlite,
+    addClientFailure: p(
       db
         .insertInto('client_failures')
         .values({
@@ -127,23 +133,19 @@ export function createSqliteAuthStore(sqlite: SQLite.Database, db: Kysely<Databa
           })),
         ),
     ),
-    clearClientFailures: prepare(
-      sqlite,
+    clearClientFailures: p(
       db.deleteFrom('client_failures').where('client_key', '=', param('clientKey')),
     ),
-    clearClientPhoneFailures: prepare(
-      sqlite,
+    clearClientPhoneFailures: p(
       db
         .deleteFrom('client_failures')
         .where('client_key', '=', param('clientKey'))
         .where('phone', '=', param('phone')),
     ),
-    countNumberFailures: prepare(
-      sqlite,
+    countNumberFailures: p(
       db.selectFrom('number_failures').select('failures').where('phone', '=', param('phone')),
     ),
-    addNumberFailure: prepare(
-      sqlite,
+    addNumberFailure: p(
       db
         .insertInto('number_failures')
         .values({ phone: param('phone'), failures: 1, last_failure_at: param('now') })
@@ -154,12 +156,8 @@ export function createSqliteAuthStore(sqlite: SQLite.Database, db: Kysely<Databa
           })),
         ),
     ),
-    clearNumberFailures: prepare(
-      sqlite,
-      db.deleteFrom('number_failures').where('phone', '=', param('phone')),
-    ),
-    createSession: prepare(
-      sqlite,
+    clearNumberFailures: p(db.deleteFrom('number_failures').where('phone', '=', param('phone'))),
+    createSession: p(
       db.insertInto('sessions').values({
         token_hash: param('tokenHash'),
         user_id: param('userId'),
@@ -167,8 +165,7 @@ export function createSqliteAuthStore(sqlite: SQLite.Database, db: Kysely<Databa
         expires_at: param('expiresAt'),
       }),
     ),
-    findSession: prepare(
-      sqlite,
+    findSession: p(
       db
         .selectFrom('sessions')
         .innerJoin('users', 'users.id', 'sessions.user_id')
@@ -176,28 +173,16 @@ export function createSqliteAuthStore(sqlite: SQLite.Database, db: Kysely<Databa
         .where('sessions.token_hash', '=', param('tokenHash'))
         .where('sessions.expires_at', '>', param('now')),
     ),
-    deleteSession: prepare(
-      sqlite,
-      db.deleteFrom('sessions').where('token_hash', '=', param('tokenHash')),
-    ),
-    pruneSessions: prepare(
-      sqlite,
-      db.deleteFrom('sessions').where('expires_at', '<=', param('now')),
-    ),
-    pruneLockouts: prepare(
-      sqlite,
-      db.deleteFrom('lockouts').where('locked_until', '<=', param('now')),
-    ),
-    pruneClientFailures: prepare(
-      sqlite,
+    deleteSession: p(db.deleteFrom('sessions').where('token_hash', '=', param('tokenHash'))),
+    pruneSessions: p(db.deleteFrom('sessions').where('expires_at', '<=', param('now'))),
+    pruneLockouts: p(db.deleteFrom('lockouts').where('locked_until', '<=', param('now'))),
+    pruneClientFailures: p(
       db.deleteFrom('client_failures').where('last_failure_at', '<', param('since')),
     ),
-    pruneNumberFailures: prepare(
-      sqlite,
+    pruneNumberFailures: p(
       db.deleteFrom('number_failures').where('last_failure_at', '<', param('since')),
     ),
-    prunePendingUsers: prepare(
-      sqlite,
+    prunePendingUsers: p(
       db
         .deleteFrom('users')
         .where('verified_at', 'is', null)
