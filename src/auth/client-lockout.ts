@@ -33,16 +33,9 @@ export class ClientLockout {
 
   /** begin counts a try. Throws CLIENT_LOCKED_OUT with the time left. */
   begin(clientKey: string, phone: string): void {
+    this.check(clientKey)
     const now = this.#clock.now()
-    const until = this.#store.findLockout(clientKey, now)
-    if (until !== undefined) {
-      throw new AuthError('CLIENT_LOCKED_OUT', { retryAfterMs: until - now })
-    }
-    const since = now - this.#policy.durationMs
-    if (this.#store.countClientFailures(clientKey, since) >= this.#policy.threshold) {
-      throw new AuthError('CLIENT_LOCKED_OUT', { retryAfterMs: IN_FLIGHT_RETRY_MS })
-    }
-    this.#store.addClientFailure(clientKey, phone, now, since)
+    this.#store.addClientFailure(clientKey, phone, now, now - this.#policy.durationMs)
   }
 
   /**
