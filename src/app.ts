@@ -7,7 +7,9 @@ import { AuthService } from './auth/auth-service.js'
 import { TrustedProxies } from './auth/client-address.js'
 import { ClientLockout } from './auth/client-lockout.js'
 import { systemClock, type Clock } from './auth/clock.js'
-import { CodeHasher } from './auth/one-time-code.js'
+import { ChallengeCache } from './auth/challenge-cache.js'
+import type { AuthStore, CodeStore, SendLimiter } from './auth/auth-store.js'
+import { CodeHasher, keyFingerprint } from './auth/one-time-code.js'
 import { PasswordHasher } from './auth/password.js'
 import { PhoneParser } from './auth/phone.js'
 import { SendPacer } from './auth/send-pacer.js'
@@ -17,7 +19,8 @@ import type { Config } from './config.js'
 import { loadRegistry } from './http/http-rules.js'
 import { localTarget } from './http/local-target.js'
 import { RestGateway } from './http/rest-gateway.js'
-import { MeteredChallengeCache } from './metrics/metered-challenge-cache.js'
+import { StoreHealth } from './health/store-health.js'
+import { MeteredCodeStore } from './metrics/metered-code-store.js'
 import { MeteredSmsSender } from './metrics/metered-sms-sender.js'
 import { MetricsServer } from './metrics/metrics-server.js'
 import { OtpAuthMetrics } from './metrics/otpauth-metrics.js'
@@ -30,7 +33,14 @@ import { openDatabase } from './store/database.js'
 import { migrate } from './store/migrations.js'
 import { countActiveLockouts } from './store/lockout-count.js'
 import { GroupCommit } from './store/group-commit.js'
+import { createPostgresAuthStore } from './store/postgres-auth-store.js'
+import { createPostgresCodeStore } from './store/postgres-code-store.js'
+import { createPostgresSendLimiter } from './store/postgres-send-limiter.js'
+import { openPostgres, redactUrl, type OpenPostgres } from './store/postgres.js'
+import { checkReplica } from './store/replica-checks.js'
 import { createSqliteAuthStore } from './store/sqlite-auth-store.js'
+import { isUnavailable } from './store/store-errors.js'
+import { sql } from 'kysely'
 
 /** What tests may replace; production passes none of these. */
 export interface AppOverrides {
@@ -63,23 +73,22 @@ export async function startApp(
   overrides: AppOverrides = {},
 ): Promise<App> {
   const clock = overrides.clock ?? systemClock
-  const database = openDatabase(config.databasePath, config.databaseSynchronous)
-  try {
-    await migrate(database.db)
-  } catch (error) {
-    await database.close()
-    throw error
+  // Reported to once the server (and its health service) exists; store calls start after that.
+  const watch: { health: StoreHealth | undefined } = { health: undefined }
+  const onUnavailable = (cause: unknown): void => {
+    watch.health?.unavailable(cause)
   }
-  const commits = new GroupCommit(database.sqlite)
-  const store = createSqliteAuthStore(database.sqlite, database.db, commits)
+  const stores =
+    config.databaseUrl === undefined
+      ? await openEmbeddedStores(config, clock)
+      : await openSharedStores(config, config.databaseUrl, clock, log, onUnavailable)
 
   // Always collected (a few counter increments per call); served only on OTPAUTH_METRICS_ADDRESS.
-  const metrics = new OtpAuthMetrics({
-    activeLockouts: () => countActiveLockouts(database.sqlite, clock.now()),
-  })
+  const metrics = new OtpAuthMetrics({ activeLockouts: () => stores.activeLockouts() })
   const sms = new MeteredSmsSender(overrides.sms ?? createSmsSender(config, log), metrics)
   const hasher = new PasswordHasher(config.argon2, config.hashConcurrency)
   await hasher.prepare()
+  const store = stores.store
   const auth = new AuthService({
     phones: new PhoneParser(config.defaultRegion, config.cacheMax),
     store,
@@ -89,21 +98,9 @@ export async function startApp(
     randomBytes: (size) => randomBytes(size),
     newId: () => randomUUID(),
     hasher,
-    challenges: new MeteredChallengeCache(metrics, {
-      clock,
-      // Codes live only in this process, so a key that dies with it loses nothing.
-      hasher: new CodeHasher(config.codeHmacKey ?? randomBytes(32)),
-      max: config.cacheMax,
-      ttlMs: config.codeTtlSeconds * 1000,
-      maxAttempts: config.codeMaxAttempts,
-    }),
-    throttle: new SendThrottle({
-      clock,
-      cooldownMs: config.resendCooldownSeconds * 1000,
-      perNumberPerHour: config.sendsPerNumberPerHour,
-      perClientPerHour: config.sendsPerClientPerHour,
-      max: config.cacheMax,
-    }),
+    codes: new MeteredCodeStore(stores.codes, metrics),
+    codeHasher: stores.codeHasher,
+    throttle: stores.throttle,
     lockout: new ClientLockout(store, clock, {
       threshold: config.lockoutThreshold,
       durationMs: config.lockoutSeconds * 1000,
@@ -111,6 +108,7 @@ export async function startApp(
     pacer: new SendPacer((ms) => sleep(ms)),
     policy: {
       codeTtlMs: config.codeTtlSeconds * 1000,
+      codeMaxAttempts: config.codeMaxAttempts,
       sessionTtlMs: config.sessionTtlSeconds * 1000,
       numberFailureLimit: config.numberFailureLimit,
     },
@@ -129,8 +127,18 @@ export async function startApp(
     },
     gatewayPass,
     observer: metrics,
-    settled: () => commits.settled(),
+    settled: stores.settled,
   })
+  const storeHealth = new StoreHealth({
+    ping: stores.ping,
+    setServing: (serving) => {
+      health.setStatus('', serving ? 'SERVING' : 'NOT_SERVING')
+      health.setStatus(SERVICE_NAME, serving ? 'SERVING' : 'NOT_SERVING')
+    },
+    log,
+    probeMs: 1_000,
+  })
+  watch.health = storeHealth
   let port: number
   try {
     port = await new Promise<number>((resolve, reject) => {
@@ -141,7 +149,7 @@ export async function startApp(
     })
   } catch (error) {
     server.forceShutdown()
-    await database.close()
+    await stores.close()
     throw error
   }
 
@@ -171,26 +179,27 @@ export async function startApp(
     door?.close()
     await metricsServer?.close()
     server.forceShutdown()
-    await database.close()
+    await stores.close()
     throw new Error(`cannot start the REST door or metrics endpoint: ${(error as Error).message}`)
   }
 
   const prune = (): void => {
-    try {
-      store.pruneExpired(clock.now(), {
+    store
+      .pruneExpired(clock.now(), {
         clientFailuresMs: config.lockoutSeconds * 1000,
         numberFailuresMs: config.numberFailureRetentionSeconds * 1000,
         pendingMs: config.pendingRetentionSeconds * 1000,
       })
-    } catch (error) {
-      log.error({ err: error }, 'pruning expired rows failed')
-    }
+      .catch((error: unknown) => {
+        log.error({ err: error }, 'pruning expired rows failed')
+      })
   }
   const pruneTimer = setInterval(prune, config.pruneIntervalSeconds * 1000).unref()
 
   let stopping: Promise<void> | undefined
   const stop = (): Promise<void> =>
     (stopping ??= (async () => {
+      storeHealth.stop()
       health.setStatus('', 'NOT_SERVING')
       health.setStatus(SERVICE_NAME, 'NOT_SERVING')
       clearInterval(pruneTimer)
@@ -211,11 +220,152 @@ export async function startApp(
       door?.close()
       await doorStopped
       await metricsServer?.close()
-      commits.commit()
-      await database.close()
+      await stores.close()
     })())
 
   return { port, server, health, auth, httpPort, metricsPort, stop }
+}
+
+/** Stores are where the rules keep their state: one process (SQLite) or many (PostgreSQL). */
+interface Stores {
+  store: AuthStore
+  codes: CodeStore
+  codeHasher: CodeHasher
+  throttle: SendLimiter
+  /** Resolves once the writes made so far are durable (SQLite's group commit). */
+  settled: (() => Promise<void>) | undefined
+  activeLockouts: () => Promise<number>
+  ping: () => Promise<void>
+  close: () => Promise<void>
+}
+
+/** The embedded default: a SQLite file, codes and send limits in this process's memory. */
+async function openEmbeddedStores(config: Readonly<Config>, clock: Clock): Promise<Stores> {
+  const database = openDatabase(config.databasePath, config.databaseSynchronous)
+  try {
+    await migrate(database.db)
+  } catch (error) {
+    await database.close()
+    throw error
+  }
+  const commits = new GroupCommit(database.sqlite)
+  return {
+    store: createSqliteAuthStore(database.sqlite, database.db, commits),
+    codes: new ChallengeCache({
+      clock,
+      max: config.cacheMax,
+      ttlMs: config.codeTtlSeconds * 1000,
+    }),
+    // Codes live only in this process, so a key that dies with it loses nothing.
+    codeHasher: new CodeHasher(config.codeHmacKey ?? randomBytes(32), config.codeHmacPreviousKey),
+    throttle: new SendThrottle({
+      cooldownMs: config.resendCooldownSeconds * 1000,
+      perNumberPerHour: config.sendsPerNumberPerHour,
+      perClientPerHour: config.sendsPerClientPerHour,
+      max: config.cacheMax,
+    }),
+    settled: () => commits.settled(),
+    activeLockouts: () => Promise.resolve(countActiveLockouts(database.sqlite, clock.now())),
+    ping: () => Promise.resolve(),
+    close: async () => {
+      commits.commit()
+      await database.close()
+    },
+  }
+}
+
+/**
+ * Many replicas: every piece of state that limits or proves anything in PostgreSQL. Start-up
+ * waits for the database (retrying with backoff up to OTPAUTH_DATABASE_STARTUP_TIMEOUT_SECONDS),
+ * migrates under an advisory lock and checks this replica's key and clock against the others.
+ */
+async function openSharedStores(
+  config: Readonly<Config>,
+  url: string,
+  clock: Clock,
+  log: Logger,
+  onUnavailable: (cause: unknown) => void,
+): Promise<Stores> {
+  const key = config.codeHmacKey
+  if (key === undefined) throw new Error('OTPAUTH_CODE_HMAC_KEY is required with PostgreSQL')
+  const where = redactUrl(url)
+  const deadline = performance.now() + config.databaseStartupTimeoutSeconds * 1000
+  let delayMs = 250
+  let pg: OpenPostgres
+  for (;;) {
+    pg = openPostgres({
+      url,
+      poolMax: config.databasePool.max,
+      connectTimeoutMs: config.databasePool.connectTimeoutMs,
+      statementTimeoutMs: config.databasePool.statementTimeoutMs,
+      applicationName: 'otpauth',
+      onIdleError: (error) => {
+        log.warn({ reason: scrub(error.message, url) }, 'idle PostgreSQL connection lost')
+        onUnavailable(error)
+      },
+    })
+    try {
+      await migrate(pg.db)
+      await checkReplica(pg.db, {
+        keyFingerprint: keyFingerprint(key),
+        previousKeyFingerprint:
+          config.codeHmacPreviousKey === undefined
+            ? undefined
+            : keyFingerprint(config.codeHmacPreviousKey),
+        now: () => clock.now(),
+        maxClockSkewMs: config.maxClockSkewMs,
+      })
+      break
+    } catch (error) {
+      await pg.close()
+      const cause = error instanceof Error && error.cause instanceof Error ? error.cause : error
+      const reason = scrub(cause instanceof Error ? cause.message : String(cause), url)
+      if (!isUnavailable(cause) || performance.now() + delayMs > deadline) {
+        throw new Error(
+          `cannot use the PostgreSQL database in OTPAUTH_DATABASE (${where}): ${reason}`,
+        )
+      }
+      log.warn({ database: where, reason, retryInMs: delayMs }, 'PostgreSQL unreachable; retrying')
+      await sleep(delayMs)
+      delayMs = Math.min(delayMs * 2, 5_000)
+    }
+  }
+  const db = pg.db
+  const limits = {
+    cooldownMs: config.resendCooldownSeconds * 1000,
+    perNumberPerHour: config.sendsPerNumberPerHour,
+    perClientPerHour: config.sendsPerClientPerHour,
+  }
+  return {
+    store: createPostgresAuthStore(db, onUnavailable),
+    codes: createPostgresCodeStore(db, onUnavailable),
+    codeHasher: new CodeHasher(key, config.codeHmacPreviousKey),
+    throttle: createPostgresSendLimiter(db, limits, onUnavailable),
+    settled: undefined,
+    activeLockouts: async () => {
+      const row = await db
+        .selectFrom('lockouts')
+        .select((eb) => eb.fn.countAll<number>().as('n'))
+        .where('locked_until', '>', clock.now())
+        .executeTakeFirstOrThrow()
+      return row.n
+    },
+    ping: async () => {
+      await sql`select 1`.execute(db)
+    },
+    close: () => pg.close(),
+  }
+}
+
+/** scrub keeps the database password out of a message that may reach a log. */
+function scrub(message: string, url: string): string {
+  let password = ''
+  try {
+    password = decodeURIComponent(new URL(url).password)
+  } catch {
+    // not a URL: nothing to scrub
+  }
+  return password === '' ? message : message.split(password).join('***')
 }
 
 function createSmsSender(config: Readonly<Config>, log: Logger): SmsSender {

@@ -1,6 +1,7 @@
 import { isSupportedCountry, type CountryCode } from 'libphonenumber-js/max'
 import { TrustedProxies } from './auth/client-address.js'
 import type { SynchronousMode } from './store/database.js'
+import { isPostgresUrl, redactUrl } from './store/postgres.js'
 
 /** Config is everything start-up needs, validated and frozen. Units are in the names. */
 export interface Config {
@@ -12,13 +13,27 @@ export interface Config {
   httpMaxBodyBytes: number
   /** host:port serving Prometheus metrics at /metrics; undefined: off. */
   metricsAddress: string | undefined
+  /** The embedded SQLite file (used when databaseUrl is undefined). */
   databasePath: string
   databaseSynchronous: SynchronousMode
+  /** postgres:// URL of the database replicas share; undefined: the embedded SQLite file. */
+  databaseUrl: string | undefined
+  /** PostgreSQL connections per replica, and how long to wait for one / for a statement. */
+  databasePool: { max: number; connectTimeoutMs: number; statementTimeoutMs: number }
+  /** How long start-up keeps retrying an unreachable PostgreSQL before it gives up. */
+  databaseStartupTimeoutSeconds: number
+  /**
+   * PostgreSQL: how far this replica's clock may be from the database's at start-up. Replicas
+   * decide expiry, cooldowns and lockout windows by their own clocks; 0 skips the check.
+   */
+  maxClockSkewMs: number
   sms: { kind: 'console' } | { kind: 'webhook'; url: URL; timeoutMs: number }
   trustedProxies: readonly string[]
   defaultRegion: CountryCode | undefined
   /** HMAC key for codes; undefined means a fresh random key per process (codes live in memory). */
   codeHmacKey: Buffer | undefined
+  /** The key before the last rotation: still verifies codes issued under it. */
+  codeHmacPreviousKey: Buffer | undefined
   codeTtlSeconds: number
   codeMaxAttempts: number
   resendCooldownSeconds: number
@@ -149,16 +164,43 @@ export function loadConfig(env: Env): Readonly<Config> {
       )
   }
 
-  let codeHmacKey: Buffer | undefined
-  const keyRaw = read('OTPAUTH_CODE_HMAC_KEY')
-  if (keyRaw !== undefined) {
-    codeHmacKey =
-      /^[0-9a-fA-F]+$/.test(keyRaw) && keyRaw.length % 2 === 0
-        ? Buffer.from(keyRaw, 'hex')
-        : Buffer.from(keyRaw, 'base64')
-    if (codeHmacKey.length < 32) {
-      problems.push('OTPAUTH_CODE_HMAC_KEY must be at least 32 bytes, hex or base64 encoded')
+  const key = (name: string): Buffer | undefined => {
+    const raw = read(name)
+    if (raw === undefined) return undefined
+    const value =
+      /^[0-9a-fA-F]+$/.test(raw) && raw.length % 2 === 0
+        ? Buffer.from(raw, 'hex')
+        : Buffer.from(raw, 'base64')
+    if (value.length < 32) problems.push(`${name} must be at least 32 bytes, hex or base64 encoded`)
+    return value
+  }
+  const codeHmacKey = key('OTPAUTH_CODE_HMAC_KEY')
+  const codeHmacPreviousKey = key('OTPAUTH_CODE_HMAC_PREVIOUS_KEY')
+  if (codeHmacPreviousKey !== undefined && codeHmacKey === undefined) {
+    problems.push('OTPAUTH_CODE_HMAC_PREVIOUS_KEY needs OTPAUTH_CODE_HMAC_KEY (the current key)')
+  }
+
+  const database = read('OTPAUTH_DATABASE') ?? './data/otpauth.db'
+  let databaseUrl: string | undefined
+  if (isPostgresUrl(database)) {
+    databaseUrl = database
+    try {
+      new URL(database)
+    } catch {
+      problems.push(`OTPAUTH_DATABASE is not a valid URL: "${redactUrl(database)}"`)
     }
+    if (codeHmacKey === undefined) {
+      problems.push(
+        'OTPAUTH_CODE_HMAC_KEY is required with a postgres:// OTPAUTH_DATABASE: every replica ' +
+          'must key codes alike (32+ random bytes, hex or base64: openssl rand -hex 32)',
+      )
+    }
+  } else if (/^[a-z][a-z0-9+.-]*:\/\//i.test(database)) {
+    // Never taken as a file path: that would make directories named after the URL, password included.
+    problems.push(
+      `OTPAUTH_DATABASE must be a file path or a postgres:// or postgresql:// URL, got a ` +
+        `${database.slice(0, database.indexOf(':'))}:// URL`,
+    )
   }
 
   const config: Config = {
@@ -166,7 +208,16 @@ export function loadConfig(env: Env): Readonly<Config> {
     httpAddress,
     httpMaxBodyBytes: int('OTPAUTH_HTTP_MAX_BODY_BYTES', 16_384, 1024, 4 * 1024 * 1024),
     metricsAddress,
-    databasePath: read('OTPAUTH_DATABASE') ?? './data/otpauth.db',
+    databasePath: databaseUrl === undefined ? database : './data/otpauth.db',
+    databaseUrl,
+    databasePool: {
+      // 10 per replica: 5 replicas fit PostgreSQL's default max_connections (100) with room left.
+      max: int('OTPAUTH_DATABASE_POOL_MAX', 10, 1, 1000),
+      connectTimeoutMs: int('OTPAUTH_DATABASE_CONNECT_TIMEOUT_MS', 5_000, 100, 120_000),
+      statementTimeoutMs: int('OTPAUTH_DATABASE_STATEMENT_TIMEOUT_MS', 5_000, 100, 120_000),
+    },
+    databaseStartupTimeoutSeconds: int('OTPAUTH_DATABASE_STARTUP_TIMEOUT_SECONDS', 60, 0, 3600),
+    maxClockSkewMs: int('OTPAUTH_MAX_CLOCK_SKEW_MS', 2_000, 0, 600_000),
     databaseSynchronous: oneOf('OTPAUTH_DATABASE_SYNCHRONOUS', 'normal', [
       'normal',
       'full',
@@ -175,6 +226,7 @@ export function loadConfig(env: Env): Readonly<Config> {
     trustedProxies,
     defaultRegion,
     codeHmacKey,
+    codeHmacPreviousKey,
     // ASVS 2.7.2 and NIST 800-63B: an SMS code must expire within 10 minutes.
     codeTtlSeconds: int('OTPAUTH_CODE_TTL_SECONDS', 300, 30, 600),
     codeMaxAttempts: int('OTPAUTH_CODE_MAX_ATTEMPTS', 5, 1, 10),

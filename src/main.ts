@@ -1,6 +1,7 @@
 import { startApp } from './app.js'
 import { ConfigError, loadConfig, type Config } from './config.js'
 import { createLogger } from './log.js'
+import { redactUrl } from './store/postgres.js'
 
 async function main(): Promise<void> {
   let config: Readonly<Config>
@@ -23,7 +24,12 @@ async function main(): Promise<void> {
   const app = await startApp(config, log)
   const host = config.address.slice(0, config.address.lastIndexOf(':'))
   log.info(
-    { address: `${host}:${app.port}`, database: config.databasePath, sms: config.sms.kind },
+    {
+      address: `${host}:${app.port}`,
+      database:
+        config.databaseUrl === undefined ? config.databasePath : redactUrl(config.databaseUrl),
+      sms: config.sms.kind,
+    },
     `otpauth listening on ${host}:${app.port}`,
   )
   if (config.httpAddress !== undefined) {

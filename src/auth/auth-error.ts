@@ -18,6 +18,7 @@ export type AuthErrorReason =
   | 'SESSION_INVALID'
   | 'SMS_UNAVAILABLE'
   | 'MALFORMED_REQUEST'
+  | 'STORE_UNAVAILABLE'
 
 /** A request field that failed validation, named as in the API. */
 export interface FieldViolation {

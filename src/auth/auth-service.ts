@@ -1,13 +1,17 @@
 import { AuthError } from './auth-error.js'
-import type { AuthStore, User } from './auth-store.js'
-import type { ChallengeCache } from './challenge-cache.js'
+import type { AnswerResult, AuthStore, CodeStore, SendLimiter, User } from './auth-store.js'
 import type { ClientLockout } from './client-lockout.js'
 import type { Clock } from './clock.js'
-import { generateCode, parseCode, type CodePurpose, type RandomInt } from './one-time-code.js'
+import {
+  generateCode,
+  parseCode,
+  type CodeHasher,
+  type CodePurpose,
+  type RandomInt,
+} from './one-time-code.js'
 import { parseLoginPassword, parseNewPassword, type PasswordHasher } from './password.js'
 import type { PhoneParser } from './phone.js'
 import type { SendPacer } from './send-pacer.js'
-import type { SendThrottle } from './send-throttle.js'
 import {
   hashSessionToken,
   newSessionToken,
@@ -18,6 +22,8 @@ import type { SmsSender } from './sms-sender.js'
 
 export interface AuthPolicy {
   codeTtlMs: number
+  /** Tries a code allows before it is burned. */
+  codeMaxAttempts: number
   sessionTtlMs: number
   /** Consecutive failed logins per number before password login is refused (NIST: at most 100). */
   numberFailureLimit: number
@@ -32,8 +38,9 @@ export interface AuthServiceDeps {
   randomBytes: RandomBytes
   newId: () => string
   hasher: PasswordHasher
-  challenges: ChallengeCache
-  throttle: SendThrottle
+  codes: CodeStore
+  codeHasher: CodeHasher
+  throttle: SendLimiter
   lockout: ClientLockout
   pacer: SendPacer
   policy: AuthPolicy
@@ -89,16 +96,19 @@ export class AuthService {
     const { store, clock, hasher, newId } = this.#d
     const phone = this.#phones.parse(input.phone)
     const password = input.password === undefined ? undefined : parseNewPassword(input.password)
-    const reservation = this.#d.throttle.reserve(phone, caller.clientKey)
+    const reservation = await this.#d.throttle.reserve(phone, caller.clientKey, clock.now())
     try {
       // Hashed for verified numbers too, so both paths take the same time.
       const passwordHash = password === undefined ? null : await hasher.hash(password)
       // The password stays with the sign-up challenge until its code is verified; the account row
       // gets it only then.
-      const user = store.savePendingUser(phone, clock.now(), newId())
+      const user = await store.savePendingUser(phone, clock.now(), newId())
       if (user.verifiedAt !== null) {
         if (passwordHash !== null) {
-          this.#d.challenges.issueDecoy('register', phone, passwordHash, caller.clientKey)
+          // A challenge no code can answer (codes are 6 digits; this is the empty code's MAC): it
+          // remembers the password exactly as for a pending number, so a Login with it answers
+          // the same for both (see #loginWithPassword).
+          await this.#issue('register', phone, '', passwordHash, caller)
         }
         await this.#d.pacer.pace()
         return this.#codeSent(reservation.resendAvailableAt)
@@ -106,7 +116,7 @@ export class AuthService {
       await this.#sendCode('register', phone, passwordHash, caller)
       return this.#codeSent(reservation.resendAvailableAt)
     } catch (error) {
-      reservation.release()
+      await reservation.release()
       throw error
     }
   }
@@ -115,29 +125,25 @@ export class AuthService {
    * verifyOtp checks a sign-up code and marks the number verified.
    * Throws INVALID_PHONE_NUMBER, INVALID_CODE_FORMAT, CLIENT_LOCKED_OUT, INVALID_CREDENTIALS.
    */
-  verifyOtp(input: { phone: string; code: string }, caller: Caller): void {
-    const { store, clock, lockout, challenges, newId } = this.#d
+  async verifyOtp(input: { phone: string; code: string }, caller: Caller): Promise<void> {
+    const { store, clock, newId } = this.#d
     const phone = this.#phones.parse(input.phone)
     const code = parseCode(input.code)
-    // Checked in one synchronous step: no try can interleave, so none is written up front.
-    const hasFailures = lockout.check(caller.clientKey)
-    const answer = challenges.answer('register', phone, code)
-    if (!answer.ok) {
-      lockout.failNow(caller.clientKey, phone)
-      throw new AuthError('INVALID_CREDENTIALS')
-    }
-    // The code proves the phone, not who chose the password: anyone can Register a pending number
-    // and have a code sent to its owner, who may then enter it. So the password given with that
-    // Register is kept only when the code comes back from the same client; otherwise the account
-    // is verified without a password (code logins still work).
-    const { passwordHash, requestedBy } = answer.challenge
-    store.verifyUser(
-      phone,
-      requestedBy === caller.clientKey ? passwordHash : null,
-      clock.now(),
-      newId(),
-    )
-    if (hasFailures) lockout.succeed(caller.clientKey, phone)
+    await this.#withTry(caller, phone, async () => {
+      const answer = await this.#answer('register', phone, code)
+      if (!answer.ok) return undefined
+      // The code proves the phone, not who chose the password: anyone can Register a pending
+      // number and have a code sent to its owner, who may then enter it. So the password given
+      // with that Register is kept only when the code comes back from the same client; otherwise
+      // the account is verified without a password (code logins still work).
+      await store.verifyUser(
+        phone,
+        answer.requestedBy === caller.clientKey ? answer.passwordHash : null,
+        clock.now(),
+        newId(),
+      )
+      return true
+    })
   }
 
   /**
@@ -148,14 +154,14 @@ export class AuthService {
    */
   async requestLoginCode(input: { phone: string }, caller: Caller): Promise<CodeSent> {
     const phone = this.#phones.parse(input.phone)
-    const reservation = this.#d.throttle.reserve(phone, caller.clientKey)
+    const reservation = await this.#d.throttle.reserve(phone, caller.clientKey, this.#d.clock.now())
     try {
-      const user = this.#d.store.findUserByPhone(phone)
+      const user = await this.#d.store.findUserByPhone(phone)
       if (user?.verifiedAt == null) await this.#d.pacer.pace()
       else await this.#sendCode('login', phone, null, caller)
       return this.#codeSent(reservation.resendAvailableAt)
     } catch (error) {
-      reservation.release()
+      await reservation.release()
       throw error
     }
   }
@@ -182,73 +188,108 @@ export class AuthService {
   }
 
   /** validateSession tells who owns a live session. Throws INVALID_SESSION_TOKEN, SESSION_INVALID. */
-  validateSession(input: { token: string }): SessionInfo {
+  async validateSession(input: { token: string }): Promise<SessionInfo> {
     const token = parseSessionToken(input.token)
-    const session = this.#d.store.findSession(hashSessionToken(token), this.#d.clock.now())
+    const session = await this.#d.store.findSession(hashSessionToken(token), this.#d.clock.now())
     if (session === undefined) throw new AuthError('SESSION_INVALID')
     return session
   }
 
   /** logout ends a session; ending an unknown or ended one succeeds too. Throws INVALID_SESSION_TOKEN. */
-  logout(input: { token: string }): void {
+  async logout(input: { token: string }): Promise<void> {
     const token = parseSessionToken(input.token)
-    this.#d.store.deleteSession(hashSessionToken(token))
+    await this.#d.store.deleteSession(hashSessionToken(token))
   }
 
   async #loginWithPassword(phone: string, password: string, caller: Caller): Promise<Session> {
-    const { store, lockout, hasher, policy } = this.#d
-    if (store.countNumberFailures(phone) >= policy.numberFailureLimit) {
-      throw new AuthError('PASSWORD_LOGIN_DISABLED')
-    }
-    lockout.begin(caller.clientKey, phone)
-    // Counted before the hash is checked, like the client try, so that tries in flight from many
-    // addresses cannot pass the per-number cap.
-    store.addNumberFailure(phone, this.#d.clock.now())
+    const { store, hasher, policy, clock } = this.#d
+    const attempt = await this.#d.lockout.begin(caller.clientKey, phone)
+    let outcome: 'release' | 'fail' | 'succeed' = 'release'
     let user: User | undefined
-    let ok = false
     let pending = false
     try {
+      // Counted before the hash is checked, like the client try, so that tries in flight from
+      // many addresses cannot pass the per-number cap.
+      if (!(await store.beginNumberTry(phone, clock.now(), policy.numberFailureLimit))) {
+        throw new AuthError('PASSWORD_LOGIN_DISABLED')
+      }
+      outcome = 'fail'
       // The password this client gave with a live Register for this number, verified or not: the
       // same answer for both, so Register-then-Login cannot tell which numbers have accounts.
       // It counts as a failed login, so it can never reset the counts against the number.
-      const pendingHash = this.#d.challenges.pendingPassword(phone, caller.clientKey)
+      const pendingHash = await this.#d.codes.pendingPassword(phone, caller.clientKey, clock.now())
       pending = pendingHash !== undefined && (await hasher.verify(pendingHash, password))
       if (!pending) {
-        user = store.findUserByPhone(phone)
-        ok = await hasher.verify(user?.verifiedAt == null ? null : user.passwordHash, password)
+        user = await store.findUserByPhone(phone)
+        const ok = await hasher.verify(
+          user?.verifiedAt == null ? null : user.passwordHash,
+          password,
+        )
+        if (ok) outcome = 'succeed'
       }
     } finally {
-      if (!ok) lockout.fail(caller.clientKey)
+      if (outcome === 'fail') await attempt.fail()
+      if (outcome === 'release') await attempt.release()
     }
     if (pending) throw new AuthError('PHONE_NOT_VERIFIED')
-    if (!ok || user === undefined) throw new AuthError('INVALID_CREDENTIALS')
-    store.clearNumberFailures(phone)
-    lockout.succeed(caller.clientKey, phone)
+    if (outcome !== 'succeed' || user === undefined) throw new AuthError('INVALID_CREDENTIALS')
+    await store.clearNumberFailures(phone)
+    await attempt.succeed()
     return this.#startSession(user)
   }
 
-  #loginWithCode(phone: string, code: string, caller: Caller): Session {
-    const { store, lockout, challenges, clock } = this.#d
-    // Checked in one synchronous step: no try can interleave, so none is written up front.
-    const hasFailures = lockout.check(caller.clientKey)
-    const answer = challenges.answer('login', phone, code)
-    const user = answer.ok ? store.findUserByPhone(phone) : undefined
-    if (user?.verifiedAt == null) {
-      store.addNumberFailure(phone, clock.now())
-      lockout.failNow(caller.clientKey, phone)
+  async #loginWithCode(phone: string, code: string, caller: Caller): Promise<Session> {
+    const { store, clock } = this.#d
+    const user = await this.#withTry(caller, phone, async () => {
+      const answer = await this.#answer('login', phone, code)
+      const found = answer.ok ? await store.findUserByPhone(phone) : undefined
+      if (found?.verifiedAt == null) {
+        await store.addNumberFailure(phone, clock.now())
+        return undefined
+      }
+      await store.clearNumberFailures(phone)
+      return found
+    })
+    return this.#startSession(user)
+  }
+
+  /**
+   * withTry runs a credential check as one counted try: begun against the client lockout before
+   * the check, a failure when check() finds nothing (INVALID_CREDENTIALS), given back when the
+   * store fails (nothing was decided).
+   */
+  async #withTry<T>(
+    caller: Caller,
+    phone: string,
+    check: () => Promise<T | undefined>,
+  ): Promise<T> {
+    const attempt = await this.#d.lockout.begin(caller.clientKey, phone)
+    let result: T | undefined
+    try {
+      result = await check()
+    } catch (error) {
+      await attempt.release().catch(() => undefined)
+      throw error
+    }
+    if (result === undefined) {
+      await attempt.fail()
       throw new AuthError('INVALID_CREDENTIALS')
     }
-    store.clearNumberFailures(phone)
-    if (hasFailures) lockout.succeed(caller.clientKey, phone)
-    return this.#startSession(user)
+    await attempt.succeed()
+    return result
   }
 
-  #startSession(user: User): Session {
+  #answer(purpose: CodePurpose, phone: string, code: string): Promise<AnswerResult> {
+    const candidates = this.#d.codeHasher.candidates(purpose, phone, code)
+    return this.#d.codes.answer(purpose, phone, candidates, this.#d.clock.now())
+  }
+
+  async #startSession(user: User): Promise<Session> {
     const { store, clock, randomBytes, policy } = this.#d
     const now = clock.now()
     const token = newSessionToken(randomBytes)
     const expiresAt = now + policy.sessionTtlMs
-    store.createSession(hashSessionToken(token), user.id, now, expiresAt)
+    await store.createSession(hashSessionToken(token), user.id, now, expiresAt)
     return { token, userId: user.id, expiresAt }
   }
 
@@ -258,7 +299,7 @@ export class AuthService {
     passwordHash: string | null,
     caller: Caller,
   ): Promise<void> {
-    const { sms, randomInt, challenges, pacer, policy } = this.#d
+    const { sms, randomInt, pacer, policy } = this.#d
     const code = generateCode(randomInt)
     const minutes = Math.round(policy.codeTtlMs / 60_000)
     const text =
@@ -276,7 +317,26 @@ export class AuthService {
     }
     pacer.observe(performance.now() - started, true)
     // Stored only once the SMS is accepted: a failed send leaves the previous code valid.
-    challenges.issue(purpose, phone, code, passwordHash, caller.clientKey)
+    await this.#issue(purpose, phone, code, passwordHash, caller)
+  }
+
+  #issue(
+    purpose: CodePurpose,
+    phone: string,
+    code: string,
+    passwordHash: string | null,
+    caller: Caller,
+  ): Promise<void> {
+    const { policy, clock } = this.#d
+    return this.#d.codes.issue({
+      purpose,
+      phone,
+      codeHash: this.#d.codeHasher.hash(purpose, phone, code),
+      expiresAt: clock.now() + policy.codeTtlMs,
+      maxAttempts: policy.codeMaxAttempts,
+      passwordHash,
+      requestedBy: caller.clientKey,
+    })
   }
 
   #codeSent(resendAvailableAt: number): CodeSent {

@@ -1,3 +1,5 @@
+import type { CodePurpose } from './one-time-code.js'
+
 /** User is an account: a phone number that signed up, verified or not yet. */
 export interface User {
   readonly id: string
@@ -14,45 +16,149 @@ export interface SessionRecord {
   readonly expiresAt: number
 }
 
+/** The client lockout's limits, passed to the store that counts against them. */
+export interface LockoutLimits {
+  /** Tries (failed or in flight) within `windowMs` that lock the client. */
+  threshold: number
+  /** Failures older than this are forgotten; a lock lasts this long. */
+  windowMs: number
+}
+
+/** The answer to beginTry: the try is counted, or refused with the lock's end if there is one. */
+export type TryAdmission = { admitted: true } | { admitted: false; lockedUntil: number | undefined }
+
 /**
- * AuthStore is what the rules need persisted. Every method is synchronous and atomic: the embedded
- * SQLite store runs each in one transaction on the calling thread, so a sequence of calls with no
- * await in between cannot interleave with another request.
+ * AuthStore is what the rules need persisted. Every method is one atomic operation on the store:
+ * on SQLite one synchronous step, on PostgreSQL one statement (or one transaction that takes the
+ * row lock first). Rules may await between two calls, so no rule relies on two calls in a row
+ * seeing the same state. Failures of the store itself reject with AuthError STORE_UNAVAILABLE.
  */
 export interface AuthStore {
-  findUserByPhone(phone: string): User | undefined
+  findUserByPhone(phone: string): Promise<User | undefined>
   /**
    * savePendingUser creates a pending account (no password until it is verified), or refreshes a
    * pending one. A verified account is left untouched. Returns the account as it now stands.
    */
-  savePendingUser(phone: string, now: number, newId: string): User
+  savePendingUser(phone: string, now: number, newId: string): Promise<User>
   /** verifyUser marks a pending account verified with the given password hash. */
-  verifyUser(phone: string, passwordHash: string | null, now: number, newId: string): User
-
-  /** Client lockout: the end of the active lock, if any. */
-  findLockout(clientKey: string, now: number): number | undefined
-  lockClient(clientKey: string, until: number): void
-  /** Failures (attempts in flight included) counted against the client since `since`. */
-  countClientFailures(clientKey: string, since: number): number
-  addClientFailure(clientKey: string, phone: string, now: number, since: number): void
-  clearClientFailures(clientKey: string, phone?: string): void
-
-  /** Per-number consecutive failed logins (NIST 800-63B's cap), for any number, known or not. */
-  countNumberFailures(phone: string): number
-  addNumberFailure(phone: string, now: number): void
-  clearNumberFailures(phone: string): void
-
-  createSession(tokenHash: Buffer, userId: string, now: number, expiresAt: number): void
-  findSession(tokenHash: Buffer, now: number): SessionRecord | undefined
-  deleteSession(tokenHash: Buffer): void
+  verifyUser(phone: string, passwordHash: string | null, now: number, newId: string): Promise<User>
 
   /**
-   * pruneExpired drops ended sessions, lifted lockouts, stale client failures, per-number failure
-   * counts with no failure for `retention.numberFailuresMs`, and pending accounts not touched for
-   * `retention.pendingMs`. Returns the number of rows deleted.
+   * beginTry counts a credential try by the client against the number before it is checked, unless
+   * the client is locked or already has `threshold` tries (failed or in flight) in the window.
+   */
+  beginTry(
+    clientKey: string,
+    phone: string,
+    now: number,
+    limits: LockoutLimits,
+  ): Promise<TryAdmission>
+  /**
+   * failTry confirms a begun try as a failure; when the client's count reaches the threshold it is
+   * locked for `windowMs`. Returns the lock's end when this failure locked it.
+   */
+  failTry(
+    clientKey: string,
+    phone: string,
+    now: number,
+    limits: LockoutLimits,
+  ): Promise<number | undefined>
+  /** succeedTry ends a begun try as a success: the client's failures against this number are forgotten. */
+  succeedTry(clientKey: string, phone: string, now: number, limits: LockoutLimits): Promise<void>
+  /** releaseTry takes back a begun try that decided nothing (the check itself could not run). */
+  releaseTry(clientKey: string, phone: string, now: number, limits: LockoutLimits): Promise<void>
+
+  /**
+   * beginNumberTry counts a password try against the number (NIST 800-63B's per-account cap),
+   * unless it already has `limit` consecutive failures. Returns whether the try may go ahead.
+   */
+  beginNumberTry(phone: string, now: number, limit: number): Promise<boolean>
+  addNumberFailure(phone: string, now: number): Promise<void>
+  clearNumberFailures(phone: string): Promise<void>
+
+  createSession(tokenHash: Buffer, userId: string, now: number, expiresAt: number): Promise<void>
+  findSession(tokenHash: Buffer, now: number): Promise<SessionRecord | undefined>
+  deleteSession(tokenHash: Buffer): Promise<void>
+
+  /**
+   * pruneExpired drops ended sessions and codes, lifted lockouts, stale failures and send records,
+   * per-number failure counts with no failure for `retention.numberFailuresMs`, and pending
+   * accounts not touched for `retention.pendingMs`. Safe when several replicas run it at once.
+   * Returns the number of rows deleted.
    */
   pruneExpired(
     now: number,
     retention: { clientFailuresMs: number; numberFailuresMs: number; pendingMs: number },
-  ): number
+  ): Promise<number>
+}
+
+/** A challenge as stored: a code that was sent and may still be answered. The code is never kept. */
+export interface NewChallenge {
+  readonly purpose: CodePurpose
+  readonly phone: string
+  /** HMAC of the code under the current key. */
+  readonly codeHash: Buffer
+  readonly expiresAt: number
+  readonly maxAttempts: number
+  /** For sign-up: the argon2id hash given with the Register call that sent this code. */
+  readonly passwordHash: string | null
+  /** The client key of the call that asked for this code. */
+  readonly requestedBy: string
+}
+
+export type AnswerResult =
+  | { ok: true; passwordHash: string | null; requestedBy: string }
+  /** compared: a live challenge took the try (false: none was there to answer). */
+  | { ok: false; compared: boolean }
+
+/**
+ * CodeStore keeps live challenges: in process memory for the embedded store, in PostgreSQL for
+ * many replicas. answer() claims a try, compares and consumes in one atomic step, so guesses
+ * spread over any number of calls (or replicas) never exceed the per-code limit and a code
+ * yields at most one success.
+ */
+export interface CodeStore {
+  /** issue stores a challenge, replacing any earlier one for the same purpose and number. */
+  issue(challenge: NewChallenge): Promise<void>
+  /**
+   * answer counts a try against the live challenge and compares the stored MAC with each of
+   * `candidates` (the code's MAC under every accepted key). A right code is consumed; the last
+   * allowed try burns the challenge, so after the limit even the right code fails.
+   */
+  answer(
+    purpose: CodePurpose,
+    phone: string,
+    candidates: readonly Buffer[],
+    now: number,
+  ): Promise<AnswerResult>
+  /**
+   * pendingPassword is the password hash given with the live sign-up challenge for the number,
+   * if that challenge was asked for by this client. Reading it counts no try.
+   */
+  pendingPassword(phone: string, clientKey: string, now: number): Promise<string | undefined>
+  /** size is the number of challenges held in this process (for the metrics gauge), if any. */
+  size(): number | undefined
+}
+
+/** A reserved send; release() gives it back when the SMS could not be delivered. */
+export interface SendReservation {
+  readonly resendAvailableAt: number
+  release(): Promise<void>
+}
+
+/** The send limits, as configured. */
+export interface SendLimits {
+  cooldownMs: number
+  perNumberPerHour: number
+  perClientPerHour: number
+}
+
+/**
+ * SendLimiter records sends against the per-number cooldown, the per-number hourly cap and the
+ * per-client bucket. reserve checks all three and records the send only if all pass, atomically:
+ * concurrent sends for one number (on any replica) let exactly one through the cooldown.
+ * Throws RESEND_TOO_SOON, NUMBER_SEND_LIMIT or CLIENT_SEND_LIMIT with the time to wait.
+ */
+export interface SendLimiter {
+  reserve(phone: string, clientKey: string, now: number): Promise<SendReservation>
 }

@@ -1,4 +1,4 @@
-import { createHmac, timingSafeEqual } from 'node:crypto'
+import { createHmac } from 'node:crypto'
 import { invalidField } from './auth-error.js'
 
 export const CODE_LENGTH = 6
@@ -26,24 +26,44 @@ export function parseCode(raw: string): string {
 }
 
 /**
- * CodeHasher keys codes with HMAC-SHA-256 so that a memory dump of the challenge cache does not
- * reveal codes: 10^6 candidates are trivial to try against a plain hash, not against a secret key.
- * Purpose and phone are part of the MAC input, binding each code to its request.
+ * CodeHasher keys codes with HMAC-SHA-256 so that a dump of the code store does not reveal codes:
+ * 10^6 candidates are trivial to try against a plain hash, not against a secret key. Purpose and
+ * phone are part of the MAC input, binding each code to its request. New codes are keyed with the
+ * current key; a previous key (rotation) still verifies the codes issued under it.
  */
 export class CodeHasher {
-  readonly #key: Buffer
+  readonly #keys: readonly Buffer[]
 
-  constructor(key: Buffer) {
-    if (key.length < 32) throw new Error('code HMAC key must be at least 32 bytes')
-    this.#key = Buffer.from(key)
+  constructor(key: Buffer, previousKey?: Buffer) {
+    const keys = previousKey === undefined ? [key] : [key, previousKey]
+    for (const k of keys) {
+      if (k.length < 32) throw new Error('code HMAC key must be at least 32 bytes')
+    }
+    this.#keys = keys.map((k) => Buffer.from(k))
   }
 
+  /** hash is the MAC a new code is stored as (current key). */
   hash(purpose: CodePurpose, phone: string, code: string): Buffer {
-    return createHmac('sha256', this.#key).update(`${purpose}\0${phone}\0${code}`).digest()
+    return mac(this.#keys[0] as Buffer, purpose, phone, code)
   }
 
-  /** matches compares in constant time. */
-  matches(expected: Buffer, purpose: CodePurpose, phone: string, code: string): boolean {
-    return timingSafeEqual(expected, this.hash(purpose, phone, code))
+  /** candidates are the code's MACs under every accepted key, current first. */
+  candidates(purpose: CodePurpose, phone: string, code: string): Buffer[] {
+    return this.#keys.map((k) => mac(k, purpose, phone, code))
   }
+}
+
+/**
+ * keyFingerprint identifies a key without revealing it (an HMAC of a fixed label), so replicas
+ * can check through the database that they share one.
+ */
+export function keyFingerprint(key: Buffer): string {
+  return createHmac('sha256', key)
+    .update('otpauth code key fingerprint v1')
+    .digest('hex')
+    .slice(0, 32)
+}
+
+function mac(key: Buffer, purpose: CodePurpose, phone: string, code: string): Buffer {
+  return createHmac('sha256', key).update(`${purpose}\0${phone}\0${code}`).digest()
 }

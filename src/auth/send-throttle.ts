@@ -1,38 +1,25 @@
 import { LRUCache } from 'lru-cache'
 import { AuthError } from './auth-error.js'
-import type { Clock } from './clock.js'
+import type { SendLimiter, SendLimits, SendReservation } from './auth-store.js'
 
-const HOUR_MS = 3_600_000
+export const HOUR_MS = 3_600_000
 
-export interface SendThrottleOptions {
-  clock: Clock
-  /** Minimum time between two codes to one number. */
-  cooldownMs: number
-  /** Codes to one number in any rolling hour. */
-  perNumberPerHour: number
-  /** Codes requested from one client address per hour (a token bucket: bursts up to this). */
-  perClientPerHour: number
+export interface SendThrottleOptions extends SendLimits {
   /** Upper bound on tracked numbers and tracked clients each. */
   max: number
 }
 
-/** A reserved send; release() gives it back when the SMS could not be delivered. */
-export interface SendReservation {
-  readonly resendAvailableAt: number
-  release(): void
-}
-
-interface Bucket {
+export interface Bucket {
   tokens: number
   updatedAt: number
 }
 
 /**
- * SendThrottle limits how often codes are sent, so nobody gets unlimited guesses (or unlimited SMS
+ * SendThrottle is the embedded SendLimiter. It limits how often codes are sent, so nobody gets unlimited guesses (or unlimited SMS
  * spend) by asking for new codes. It applies to every number alike, registered or not, so its
  * answers reveal nothing about accounts. State is in memory and bounded by `max`.
  */
-export class SendThrottle {
+export class SendThrottle implements SendLimiter {
   readonly #options: SendThrottleOptions
   readonly #numbers: LRUCache<string, number[]>
   readonly #clients: LRUCache<string, Bucket>
@@ -43,41 +30,22 @@ export class SendThrottle {
     this.#clients = new LRUCache({ max: options.max })
   }
 
-  /**
-   * reserve checks every limit and, only if all pass, records the send. Synchronous, so two
-   * concurrent calls for one number cannot both pass the cooldown.
-   * Throws RESEND_TOO_SOON, NUMBER_SEND_LIMIT or CLIENT_SEND_LIMIT with the time to wait.
-   */
-  reserve(phone: string, clientKey: string): SendReservation {
-    const { cooldownMs, perNumberPerHour, perClientPerHour } = this.#options
-    const now = this.#options.clock.now()
+  /** reserve checks and records in one synchronous step: no two calls interleave. */
+  reserve(phone: string, clientKey: string, now: number): Promise<SendReservation> {
+    try {
+      return Promise.resolve(this.#reserve(phone, clientKey, now))
+    } catch (error) {
+      return Promise.reject(error instanceof Error ? error : new Error(String(error)))
+    }
+  }
 
+  #reserve(phone: string, clientKey: string, now: number): SendReservation {
+    const limits = this.#options
     const sends = (this.#numbers.get(phone) ?? []).filter((t) => t > now - HOUR_MS)
-    const last = sends.at(-1)
-    if (last !== undefined && now - last < cooldownMs) {
-      throw new AuthError('RESEND_TOO_SOON', { retryAfterMs: last + cooldownMs - now })
-    }
-    const oldest = sends[0]
-    if (oldest !== undefined && sends.length >= perNumberPerHour) {
-      throw new AuthError('NUMBER_SEND_LIMIT', { retryAfterMs: oldest + HOUR_MS - now })
-    }
-
-    const ratePerMs = perClientPerHour / HOUR_MS
-    const stored = this.#clients.get(clientKey)
-    const bucket: Bucket = {
-      tokens: Math.min(
-        perClientPerHour,
-        stored === undefined
-          ? perClientPerHour
-          : stored.tokens + (now - stored.updatedAt) * ratePerMs,
-      ),
-      updatedAt: now,
-    }
-    if (bucket.tokens < 1) {
-      throw new AuthError('CLIENT_SEND_LIMIT', {
-        retryAfterMs: Math.ceil((1 - bucket.tokens) / ratePerMs),
-      })
-    }
+    const refusal = numberRefusal(sends, now, limits)
+    if (refusal !== undefined) throw refusal
+    const bucket = refill(this.#clients.get(clientKey), now, limits)
+    if (bucket.tokens < 1) throw clientRefusal(bucket, now, limits)
 
     sends.push(now)
     this.#numbers.set(phone, sends)
@@ -86,16 +54,60 @@ export class SendThrottle {
 
     let released = false
     return {
-      resendAvailableAt: now + cooldownMs,
+      resendAvailableAt: now + limits.cooldownMs,
       release: () => {
-        if (released) return
+        if (released) return Promise.resolve()
         released = true
         const current = this.#numbers.get(phone)
         const i = current?.indexOf(now) ?? -1
         if (current !== undefined && i >= 0) current.splice(i, 1)
         const b = this.#clients.get(clientKey)
-        if (b !== undefined) b.tokens = Math.min(perClientPerHour, b.tokens + 1)
+        if (b !== undefined) b.tokens = Math.min(limits.perClientPerHour, b.tokens + 1)
+        return Promise.resolve()
       },
     }
   }
+}
+
+/**
+ * numberRefusal applies the per-number rules to the number's send times of the last hour (oldest
+ * first): the cooldown since the last send, then the hourly cap. Undefined when a send may go.
+ */
+export function numberRefusal(
+  sends: readonly number[],
+  now: number,
+  { cooldownMs, perNumberPerHour }: SendLimits,
+): AuthError | undefined {
+  const recent = sends.filter((t) => t > now - HOUR_MS)
+  const last = recent.at(-1)
+  if (last !== undefined && now - last < cooldownMs) {
+    return new AuthError('RESEND_TOO_SOON', { retryAfterMs: last + cooldownMs - now })
+  }
+  const oldest = recent[0]
+  if (oldest !== undefined && recent.length >= perNumberPerHour) {
+    return new AuthError('NUMBER_SEND_LIMIT', { retryAfterMs: oldest + HOUR_MS - now })
+  }
+  return undefined
+}
+
+/** refill is the client's bucket at `now`: full at first, refilled continuously up to the cap. */
+export function refill(stored: Bucket | undefined, now: number, limits: SendLimits): Bucket {
+  const ratePerMs = limits.perClientPerHour / HOUR_MS
+  return {
+    tokens: Math.min(
+      limits.perClientPerHour,
+      stored === undefined
+        ? limits.perClientPerHour
+        : stored.tokens + Math.max(0, now - stored.updatedAt) * ratePerMs,
+    ),
+    updatedAt: Math.max(now, stored?.updatedAt ?? now),
+  }
+}
+
+/** clientRefusal is CLIENT_SEND_LIMIT with the time until the bucket holds a whole token. */
+export function clientRefusal(bucket: Bucket, _now: number, limits: SendLimits): AuthError {
+  const ratePerMs = limits.perClientPerHour / HOUR_MS
+  return new AuthError('CLIENT_SEND_LIMIT', {
+    retryAfterMs: Math.ceil((1 - bucket.tokens) / ratePerMs),
+  })
 }

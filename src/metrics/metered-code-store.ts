@@ -1,24 +1,38 @@
-import {
-  ChallengeCache,
-  type AnswerResult,
-  type ChallengeCacheOptions,
-} from '../auth/challenge-cache.js'
+import type { AnswerResult, CodeStore, NewChallenge } from '../auth/auth-store.js'
 import type { CodePurpose } from '../auth/one-time-code.js'
 import type { OtpAuthMetrics } from './otpauth-metrics.js'
 
-/** MeteredChallengeCache is the ChallengeCache that also counts answers and reports its size. */
-export class MeteredChallengeCache extends ChallengeCache {
+/** MeteredCodeStore is a CodeStore that also counts answers and reports the cache's size. */
+export class MeteredCodeStore implements CodeStore {
+  readonly #codes: CodeStore
   readonly #metrics: OtpAuthMetrics
 
-  constructor(metrics: OtpAuthMetrics, options: ChallengeCacheOptions) {
-    super(options)
+  constructor(codes: CodeStore, metrics: OtpAuthMetrics) {
+    this.#codes = codes
     this.#metrics = metrics
-    metrics.trackCacheSize(() => this.size)
+    metrics.trackCacheSize(() => codes.size())
   }
 
-  override answer(purpose: CodePurpose, phone: string, code: string): AnswerResult {
-    const result = super.answer(purpose, phone, code)
+  issue(challenge: NewChallenge): Promise<void> {
+    return this.#codes.issue(challenge)
+  }
+
+  async answer(
+    purpose: CodePurpose,
+    phone: string,
+    candidates: readonly Buffer[],
+    now: number,
+  ): Promise<AnswerResult> {
+    const result = await this.#codes.answer(purpose, phone, candidates, now)
     this.#metrics.codeAnswered(purpose, result.ok)
     return result
+  }
+
+  pendingPassword(phone: string, clientKey: string, now: number): Promise<string | undefined> {
+    return this.#codes.pendingPassword(phone, clientKey, now)
+  }
+
+  size(): number | undefined {
+    return this.#codes.size()
   }
 }

@@ -9,7 +9,7 @@ export type CodePurposeLabel = 'register' | 'login'
 
 export interface MetricsSources {
   /** Read at scrape time: clients locked out now. */
-  activeLockouts: () => number
+  activeLockouts: () => Promise<number>
 }
 
 /**
@@ -25,7 +25,7 @@ export class OtpAuthMetrics implements RpcObserver {
   readonly #codesVerified: Counter<'purpose' | 'result'>
   readonly #smsSeconds: Histogram<'purpose' | 'result'>
   readonly #smsFailures: Counter<'purpose'>
-  #cacheSize: () => number = () => 0
+  #cacheSize: () => number | undefined = () => 0
 
   constructor(sources: MetricsSources) {
     const registers = [this.registry]
@@ -76,19 +76,23 @@ export class OtpAuthMetrics implements RpcObserver {
     })
     new Gauge({
       name: 'otpauth_active_lockouts',
-      help: 'Client addresses locked out of VerifyOtp and Login right now (read from SQLite).',
+      help: 'Client addresses locked out of VerifyOtp and Login right now (read from the database).',
       registers,
-      collect() {
-        this.set(sources.activeLockouts())
+      async collect() {
+        try {
+          this.set(await sources.activeLockouts())
+        } catch {
+          // The database is down: the gauge keeps its last value; health says the rest.
+        }
       },
     })
-    const cacheSize = (): number => this.#cacheSize()
+    const cacheSize = (): number | undefined => this.#cacheSize()
     new Gauge({
       name: 'otpauth_challenge_cache_entries',
       help: 'Challenges (hashed codes) held in the in-memory cache, expired ones included until evicted.',
       registers,
       collect() {
-        this.set(cacheSize())
+        this.set(cacheSize() ?? 0)
       },
     })
     collectDefaultMetrics({ register: this.registry })
@@ -119,7 +123,7 @@ export class OtpAuthMetrics implements RpcObserver {
   }
 
   /** trackCacheSize names the function the cache-size gauge reads at scrape time. */
-  trackCacheSize(size: () => number): void {
+  trackCacheSize(size: () => number | undefined): void {
     this.#cacheSize = size
   }
 }

@@ -40,8 +40,8 @@ export function createHandlers(auth: AuthService): OtpAuthHandlers {
     register: async (req, { caller }) =>
       codeSent(await auth.register({ phone: req.phoneNumber, password: req.password }, caller)),
 
-    verifyOtp: (req, { caller }) => {
-      auth.verifyOtp({ phone: req.phoneNumber, code: req.code }, caller)
+    verifyOtp: async (req, { caller }) => {
+      await auth.verifyOtp({ phone: req.phoneNumber, code: req.code }, caller)
       return { message: VERIFIED_MESSAGE }
     },
 
@@ -64,8 +64,8 @@ export function createHandlers(auth: AuthService): OtpAuthHandlers {
       }
     },
 
-    validateSession: (req) => {
-      const session = auth.validateSession({ token: req.sessionToken })
+    validateSession: async (req) => {
+      const session = await auth.validateSession({ token: req.sessionToken })
       return {
         userId: session.userId,
         phoneNumber: session.phone,
@@ -73,8 +73,8 @@ export function createHandlers(auth: AuthService): OtpAuthHandlers {
       }
     },
 
-    logout: (req) => {
-      auth.logout({ token: req.sessionToken })
+    logout: async (req) => {
+      await auth.logout({ token: req.sessionToken })
       return {}
     },
   }

@@ -48,6 +48,10 @@ export const statusOf: Record<AuthErrorReason, { code: status; message: string }
     code: status.UNAVAILABLE,
     message: 'the SMS could not be sent; try again shortly',
   },
+  STORE_UNAVAILABLE: {
+    code: status.UNAVAILABLE,
+    message: 'the database is unreachable; try again shortly',
+  },
   MALFORMED_REQUEST: {
     code: status.INVALID_ARGUMENT,
     message: 'the request is not a valid protobuf message for this method',

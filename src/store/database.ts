@@ -40,12 +40,49 @@ export interface NumberFailuresTable {
   last_failure_at: number
 }
 
+/** PostgreSQL only: a live challenge (the embedded store keeps them in process memory). */
+export interface CodesTable {
+  phone: string
+  purpose: string
+  /** HMAC-SHA-256 of the code under the key current when it was issued. */
+  code_hmac: Buffer
+  expires_at: number
+  tries: number
+  max_tries: number
+  consumed: boolean
+  password_hash: string | null
+  requested_by: string
+}
+
+/** PostgreSQL only: send times to a number within the last hour, oldest first. */
+export interface NumberSendsTable {
+  phone: string
+  sends: number[]
+}
+
+/** PostgreSQL only: a client's send bucket (tokens refill continuously up to the hourly limit). */
+export interface ClientSendsTable {
+  client_key: string
+  tokens: number
+  updated_at: number
+}
+
+/** PostgreSQL only: facts replicas agree on, such as the code key's fingerprint. */
+export interface ReplicaSettingsTable {
+  name: string
+  value: string
+}
+
 export interface Database {
   users: UsersTable
   sessions: SessionsTable
   client_failures: ClientFailuresTable
   lockouts: LockoutsTable
   number_failures: NumberFailuresTable
+  codes: CodesTable
+  number_sends: NumberSendsTable
+  client_sends: ClientSendsTable
+  replica_settings: ReplicaSettingsTable
 }
 
 /** normal survives a process crash; full also survives power loss, at the cost of an fsync per commit. */
@@ -58,13 +95,18 @@ export interface OpenDatabase {
 }
 
 /**
- * openDatabase opens (creating if needed) the SQLite file in WAL mode with foreign keys on.
+ * openDatabase opens (creating if needed) the SQLite file in WAL mode with foreign keys on, and
+ * holds the file's process lock so no second process can serve it.
  * Throws with the path and SQLite's reason when the file cannot be opened or written.
  */
 export function openDatabase(path: string, synchronous: SynchronousMode): OpenDatabase {
   let sqlite: SQLite.Database
+  let processLock: SQLite.Database | undefined
   try {
-    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true })
+    if (path !== ':memory:') {
+      mkdirSync(dirname(path), { recursive: true })
+      processLock = holdProcessLock(path)
+    }
     sqlite = new SQLite(path, { timeout: 5_000 })
     sqlite.pragma('journal_mode = WAL')
     sqlite.pragma(`synchronous = ${synchronous === 'full' ? 'FULL' : 'NORMAL'}`)
@@ -72,6 +114,8 @@ export function openDatabase(path: string, synchronous: SynchronousMode): OpenDa
     // Fails now, not on the first request, when the file is read-only or locked by another process.
     sqlite.exec('BEGIN IMMEDIATE; ROLLBACK')
   } catch (cause) {
+    processLock?.close()
+    if (cause instanceof SharedDatabaseError) throw cause
     const reason = cause instanceof Error ? cause.message : String(cause)
     throw new Error(`cannot open database "${path}": ${reason}`, { cause })
   }
@@ -81,6 +125,33 @@ export function openDatabase(path: string, synchronous: SynchronousMode): OpenDa
     db,
     close: async () => {
       await db.destroy() // closes the better-sqlite3 handle too
+      processLock?.close()
     },
   }
+}
+
+/** SharedDatabaseError: another process serves this SQLite file. */
+export class SharedDatabaseError extends Error {}
+
+/**
+ * holdProcessLock takes an exclusive lock on "<file>.lock" (a one-page SQLite file held in an
+ * open write transaction) for as long as the process runs. The embedded store keeps codes and
+ * limits in process memory, so a second process on the same file would double every limit; the
+ * OS drops the lock when the process dies, even by SIGKILL. Readers of the database itself (a
+ * backup, sqlite3) are not blocked.
+ */
+function holdProcessLock(path: string): SQLite.Database {
+  const lock = new SQLite(`${path}.lock`, { timeout: 0 })
+  try {
+    lock.pragma('locking_mode = EXCLUSIVE')
+    lock.exec('BEGIN EXCLUSIVE')
+  } catch (cause) {
+    lock.close()
+    throw new SharedDatabaseError(
+      `database "${path}" is in use by another OtpAuth process: the embedded SQLite store serves ` +
+        'one process only; to run more than one, set OTPAUTH_DATABASE to a postgres:// URL',
+      { cause },
+    )
+  }
+  return lock
 }

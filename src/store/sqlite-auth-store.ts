@@ -1,6 +1,6 @@
 import type SQLite from 'better-sqlite3'
 import type { Compilable, Kysely } from 'kysely'
-import type { AuthStore, SessionRecord, User } from '../auth/auth-store.js'
+import type { AuthStore, LockoutLimits, TryAdmission, User } from '../auth/auth-store.js'
 import type { Database } from './database.js'
 import type { GroupCommit } from './group-commit.js'
 import { param, prepare, type PreparedQuery } from './prepared-query.js'
@@ -22,9 +22,10 @@ function toUser(row: UserRow): User {
 }
 
 /**
- * SqliteAuthStore is the only place that speaks SQL. Queries are written with Kysely, compiled once
- * and run as prepared better-sqlite3 statements; methods that take several statements run them in
- * one transaction.
+ * SqliteAuthStore is the embedded AuthStore. Queries are written with Kysely, compiled once and run
+ * as prepared better-sqlite3 statements. Each method runs synchronously to its end (the promise is
+ * already settled when it returns), so its statements form one atomic step: nothing else runs on
+ * the only thread in between.
  */
 export function createSqliteAuthStore(
   sqlite: SQLite.Database,
@@ -142,8 +143,27 @@ export function createSqliteAuthStore(
         .where('client_key', '=', param('clientKey'))
         .where('phone', '=', param('phone')),
     ),
-    countNumberFailures: p(
-      db.selectFrom('number_failures').select('failures').where('phone', '=', param('phone')),
+    hasClientPhoneFailure: p(
+      db
+        .selectFrom('client_failures')
+        .select('failures')
+        .where('client_key', '=', param('clientKey'))
+        .where('phone', '=', param('phone')),
+    ),
+    beginNumberTry: p(
+      db
+        .insertInto('number_failures')
+        .values({ phone: param('phone'), failures: 1, last_failure_at: param('now') })
+        .onConflict((oc) =>
+          oc
+            .column('phone')
+            .doUpdateSet((eb) => ({
+              failures: eb('number_failures.failures', '+', 1),
+              last_failure_at: eb.ref('excluded.last_failure_at'),
+            }))
+            .where('number_failures.failures', '<', param<number>('limit')),
+        )
+        .returning('failures'),
     ),
     addNumberFailure: p(
       db
@@ -223,49 +243,111 @@ export function createSqliteAuthStore(
       q.prunePendingUsers.run({ before: now - retention.pendingMs }).changes,
   )
 
+  // Tries begun and not yet ended, per client. They need not be durable: an unanswered try
+  // decides nothing. Bounded by the calls in flight.
+  const inFlight = new Map<string, number>()
+  const endInFlight = (clientKey: string): void => {
+    const n = (inFlight.get(clientKey) ?? 0) - 1
+    if (n > 0) inFlight.set(clientKey, n)
+    else inFlight.delete(clientKey)
+  }
+  const tries = (clientKey: string, since: number): number =>
+    (q.countClientFailures.get({ clientKey, since })?.n ?? 0) + (inFlight.get(clientKey) ?? 0)
+
+  const beginTry = (
+    clientKey: string,
+    now: number,
+    { threshold, windowMs }: LockoutLimits,
+  ): TryAdmission => {
+    const lockedUntil = q.findLockout.get({ clientKey, now })?.locked_until
+    if (lockedUntil !== undefined) return { admitted: false, lockedUntil }
+    if (tries(clientKey, now - windowMs) >= threshold) {
+      return { admitted: false, lockedUntil: undefined }
+    }
+    inFlight.set(clientKey, (inFlight.get(clientKey) ?? 0) + 1)
+    return { admitted: true }
+  }
+  const failTry = (
+    clientKey: string,
+    phone: string,
+    now: number,
+    { threshold, windowMs }: LockoutLimits,
+  ): number | undefined => {
+    endInFlight(clientKey)
+    const since = now - windowMs
+    q.addClientFailure.run({ clientKey, phone, now, since })
+    if (tries(clientKey, since) < threshold) return undefined
+    const until = now + windowMs
+    q.lock.run({ clientKey, until })
+    q.clearClientFailures.run({ clientKey })
+    return until
+  }
+  const succeedTry = (clientKey: string, phone: string): void => {
+    endInFlight(clientKey)
+    // Read first: most successes have nothing to clear, and a read needs no write transaction.
+    if (q.hasClientPhoneFailure.get({ clientKey, phone }) !== undefined) {
+      q.clearClientPhoneFailures.run({ clientKey, phone })
+    }
+  }
+
   return {
-    findUserByPhone(phone) {
-      const row = q.findUser.get({ phone })
-      return row === undefined ? undefined : toUser(row)
-    },
-    savePendingUser: (phone, now, newId) => savePendingUser(phone, now, newId),
-    verifyUser: (phone, passwordHash, now, newId) => verifyUser(phone, passwordHash, now, newId),
+    findUserByPhone: (phone) =>
+      settle(() => {
+        const row = q.findUser.get({ phone })
+        return row === undefined ? undefined : toUser(row)
+      }),
+    savePendingUser: (phone, now, newId) => settle(() => savePendingUser(phone, now, newId)),
+    verifyUser: (phone, passwordHash, now, newId) =>
+      settle(() => verifyUser(phone, passwordHash, now, newId)),
 
-    findLockout: (clientKey, now) => q.findLockout.get({ clientKey, now })?.locked_until,
-    lockClient(clientKey, until) {
-      q.lock.run({ clientKey, until })
-    },
-    countClientFailures: (clientKey, since) =>
-      q.countClientFailures.get({ clientKey, since })?.n ?? 0,
-    addClientFailure(clientKey, phone, now, since) {
-      q.addClientFailure.run({ clientKey, phone, now, since })
-    },
-    clearClientFailures(clientKey, phone) {
-      if (phone === undefined) q.clearClientFailures.run({ clientKey })
-      else q.clearClientPhoneFailures.run({ clientKey, phone })
-    },
+    beginTry: (clientKey, _phone, now, limits) => settle(() => beginTry(clientKey, now, limits)),
+    failTry: (clientKey, phone, now, limits) =>
+      settle(() => failTry(clientKey, phone, now, limits)),
+    succeedTry: (clientKey, phone) =>
+      settle(() => {
+        succeedTry(clientKey, phone)
+      }),
+    releaseTry: (clientKey) =>
+      settle(() => {
+        endInFlight(clientKey)
+      }),
 
-    countNumberFailures: (phone) => q.countNumberFailures.get({ phone })?.failures ?? 0,
-    addNumberFailure(phone, now) {
-      q.addNumberFailure.run({ phone, now })
-    },
-    clearNumberFailures(phone) {
-      q.clearNumberFailures.run({ phone })
-    },
+    beginNumberTry: (phone, now, limit) =>
+      settle(() => q.beginNumberTry.get({ phone, now, limit }) !== undefined),
+    addNumberFailure: (phone, now) =>
+      settle(() => {
+        q.addNumberFailure.run({ phone, now })
+      }),
+    clearNumberFailures: (phone) =>
+      settle(() => {
+        q.clearNumberFailures.run({ phone })
+      }),
 
-    createSession(tokenHash, userId, now, expiresAt) {
-      q.createSession.run({ tokenHash, userId, now, expiresAt })
-    },
-    findSession(tokenHash, now): SessionRecord | undefined {
-      const row = q.findSession.get({ tokenHash, now })
-      return row === undefined
-        ? undefined
-        : { userId: row.user_id, phone: row.phone, expiresAt: row.expires_at }
-    },
-    deleteSession(tokenHash) {
-      q.deleteSession.run({ tokenHash })
-    },
+    createSession: (tokenHash, userId, now, expiresAt) =>
+      settle(() => {
+        q.createSession.run({ tokenHash, userId, now, expiresAt })
+      }),
+    findSession: (tokenHash, now) =>
+      settle(() => {
+        const row = q.findSession.get({ tokenHash, now })
+        return row === undefined
+          ? undefined
+          : { userId: row.user_id, phone: row.phone, expiresAt: row.expires_at }
+      }),
+    deleteSession: (tokenHash) =>
+      settle(() => {
+        q.deleteSession.run({ tokenHash })
+      }),
 
-    pruneExpired: (now, retention) => pruneExpired(now, retention),
+    pruneExpired: (now, retention) => settle(() => pruneExpired(now, retention)),
+  }
+}
+
+/** settle runs a synchronous step and hands its result (or error) over as a settled promise. */
+function settle<T>(step: () => T): Promise<T> {
+  try {
+    return Promise.resolve(step())
+  } catch (error) {
+    return Promise.reject(error instanceof Error ? error : new Error(String(error)))
   }
 }

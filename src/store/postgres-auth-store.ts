@@ -1,0 +1,329 @@
+import { sql, type ExpressionBuilder, type Kysely, type Transaction } from 'kysely'
+import type { AuthStore, LockoutLimits, User } from '../auth/auth-store.js'
+import type { Database } from './database.js'
+import { guarded } from './store-errors.js'
+
+const USER_COLUMNS = ['id', 'phone', 'password_hash', 'verified_at'] as const
+
+function toUser(row: {
+  id: string
+  phone: string
+  password_hash: string | null
+  verified_at: number | null
+}): User {
+  return {
+    id: row.id,
+    phone: row.phone,
+    passwordHash: row.password_hash,
+    verifiedAt: row.verified_at,
+  }
+}
+
+/**
+ * PostgresAuthStore is the AuthStore shared by many replicas. Each method is one statement, or
+ * one transaction whose first statement locks the client's lockout row, so that tries counted by
+ * different replicas serialise on it (read committed is enough: every decision is taken under
+ * that lock, never on a read made before it).
+ */
+export function createPostgresAuthStore(
+  db: Kysely<Database>,
+  onUnavailable: (cause: unknown) => void,
+): AuthStore {
+  const run = guarded(onUnavailable)
+
+  const findUser = async (phone: string): Promise<User | undefined> => {
+    const row = await db
+      .selectFrom('users')
+      .select(USER_COLUMNS)
+      .where('phone', '=', phone)
+      .executeTakeFirst()
+    return row === undefined ? undefined : toUser(row)
+  }
+
+  /** lockClientRow takes the client's row lock (creating the row) and returns its lock's end. */
+  const lockClientRow = async (trx: Transaction<Database>, clientKey: string): Promise<number> => {
+    const row = await trx
+      .insertInto('lockouts')
+      .values({ client_key: clientKey, locked_until: 0 })
+      .onConflict((oc) =>
+        oc
+          .column('client_key')
+          .doUpdateSet((eb) => ({ locked_until: eb.ref('lockouts.locked_until') })),
+      )
+      .returning('locked_until')
+      .executeTakeFirstOrThrow()
+    return row.locked_until
+  }
+  const countTries = async (
+    trx: Transaction<Database>,
+    clientKey: string,
+    since: number,
+  ): Promise<number> => {
+    const row = await trx
+      .selectFrom('client_failures')
+      .select((eb) => eb.fn.coalesce(eb.fn.sum<number>('failures'), eb.lit(0)).as('n'))
+      .where('client_key', '=', clientKey)
+      .where('last_failure_at', '>=', since)
+      .executeTakeFirstOrThrow()
+    return row.n
+  }
+  const addTry = async (
+    trx: Transaction<Database>,
+    clientKey: string,
+    phone: string,
+    now: number,
+    since: number,
+  ): Promise<void> => {
+    await trx
+      .insertInto('client_failures')
+      .values({ client_key: clientKey, phone, failures: 1, last_failure_at: now })
+      .onConflict((oc) =>
+        oc.columns(['client_key', 'phone']).doUpdateSet((eb) => ({
+          failures: eb
+            .case()
+            .when('client_failures.last_failure_at', '>=', since)
+            .then(eb('client_failures.failures', '+', 1))
+            .else(1)
+            .end(),
+          last_failure_at: eb.ref('excluded.last_failure_at'),
+        })),
+      )
+      .execute()
+  }
+
+  return {
+    findUserByPhone: (phone) => run(() => findUser(phone)),
+
+    savePendingUser: (phone, now, id) =>
+      run(async () => {
+        const row = await db
+          .insertInto('users')
+          .values({
+            id,
+            phone,
+            password_hash: null,
+            verified_at: null,
+            created_at: now,
+            updated_at: now,
+          })
+          .onConflict((oc) =>
+            oc
+              .column('phone')
+              .doUpdateSet((eb) => ({ updated_at: eb.ref('excluded.updated_at') }))
+              .where('users.verified_at', 'is', null),
+          )
+          .returning(USER_COLUMNS)
+          .executeTakeFirst()
+        return row === undefined ? mustExist(await findUser(phone)) : toUser(row)
+      }),
+
+    verifyUser: (phone, passwordHash, now, id) =>
+      run(async () => {
+        const row = await db
+          .insertInto('users')
+          .values({
+            id,
+            phone,
+            password_hash: passwordHash,
+            verified_at: now,
+            created_at: now,
+            updated_at: now,
+          })
+          .onConflict((oc) =>
+            oc
+              .column('phone')
+              .doUpdateSet((eb) => ({
+                password_hash: eb.ref('excluded.password_hash'),
+                verified_at: eb.ref('excluded.verified_at'),
+                updated_at: eb.ref('excluded.updated_at'),
+              }))
+              .where('users.verified_at', 'is', null),
+          )
+          .returning(USER_COLUMNS)
+          .executeTakeFirst()
+        return row === undefined ? mustExist(await findUser(phone)) : toUser(row)
+      }),
+
+    beginTry: (clientKey, phone, now, { threshold, windowMs }: LockoutLimits) =>
+      run(() =>
+        db.transaction().execute(async (trx) => {
+          const lockedUntil = await lockClientRow(trx, clientKey)
+          if (lockedUntil > now) return { admitted: false as const, lockedUntil }
+          const since = now - windowMs
+          if ((await countTries(trx, clientKey, since)) >= threshold) {
+            return { admitted: false as const, lockedUntil: undefined }
+          }
+          // The try is a failure on record until it succeeds: a replica that dies mid-try leaves
+          // it counted (fail closed) until the window forgets it.
+          await addTry(trx, clientKey, phone, now, since)
+          return { admitted: true as const }
+        }),
+      ),
+
+    failTry: (clientKey, _phone, now, { threshold, windowMs }) =>
+      run(() =>
+        db.transaction().execute(async (trx) => {
+          await lockClientRow(trx, clientKey)
+          if ((await countTries(trx, clientKey, now - windowMs)) < threshold) return undefined
+          const until = now + windowMs
+          await trx
+            .updateTable('lockouts')
+            .set({ locked_until: until })
+            .where('client_key', '=', clientKey)
+            .execute()
+          await trx.deleteFrom('client_failures').where('client_key', '=', clientKey).execute()
+          return until
+        }),
+      ),
+
+    succeedTry: (clientKey, phone) =>
+      run(async () => {
+        await db
+          .deleteFrom('client_failures')
+          .where('client_key', '=', clientKey)
+          .where('phone', '=', phone)
+          .execute()
+      }),
+
+    releaseTry: (clientKey, phone) =>
+      run(async () => {
+        const mine = (eb: ExpressionBuilder<Database, 'client_failures'>) =>
+          eb.and([eb('client_key', '=', clientKey), eb('phone', '=', phone)])
+        await db
+          .updateTable('client_failures')
+          .set((eb) => ({ failures: eb('failures', '-', 1) }))
+          .where(mine)
+          .execute()
+        await db.deleteFrom('client_failures').where(mine).where('failures', '<=', 0).execute()
+      }),
+
+    beginNumberTry: (phone, now, limit) =>
+      run(async () => {
+        const row = await db
+          .insertInto('number_failures')
+          .values({ phone, failures: 1, last_failure_at: now })
+          .onConflict((oc) =>
+            oc
+              .column('phone')
+              .doUpdateSet((eb) => ({
+                failures: eb('number_failures.failures', '+', 1),
+                last_failure_at: eb.ref('excluded.last_failure_at'),
+              }))
+              .where('number_failures.failures', '<', limit),
+          )
+          .returning('failures')
+          .executeTakeFirst()
+        return row !== undefined
+      }),
+
+    addNumberFailure: (phone, now) =>
+      run(async () => {
+        await db
+          .insertInto('number_failures')
+          .values({ phone, failures: 1, last_failure_at: now })
+          .onConflict((oc) =>
+            oc.column('phone').doUpdateSet((eb) => ({
+              failures: eb('number_failures.failures', '+', 1),
+              last_failure_at: eb.ref('excluded.last_failure_at'),
+            })),
+          )
+          .execute()
+      }),
+
+    clearNumberFailures: (phone) =>
+      run(async () => {
+        await db.deleteFrom('number_failures').where('phone', '=', phone).execute()
+      }),
+
+    createSession: (tokenHash, userId, now, expiresAt) =>
+      run(async () => {
+        await db
+          .insertInto('sessions')
+          .values({
+            token_hash: tokenHash,
+            user_id: userId,
+            created_at: now,
+            expires_at: expiresAt,
+          })
+          .execute()
+      }),
+
+    findSession: (tokenHash, now) =>
+      run(async () => {
+        const row = await db
+          .selectFrom('sessions')
+          .innerJoin('users', 'users.id', 'sessions.user_id')
+          .select(['sessions.user_id', 'users.phone', 'sessions.expires_at'])
+          .where('sessions.token_hash', '=', tokenHash)
+          .where('sessions.expires_at', '>', now)
+          .executeTakeFirst()
+        return row === undefined
+          ? undefined
+          : { userId: row.user_id, phone: row.phone, expiresAt: row.expires_at }
+      }),
+
+    deleteSession: (tokenHash) =>
+      run(async () => {
+        await db.deleteFrom('sessions').where('token_hash', '=', tokenHash).execute()
+      }),
+
+    pruneExpired: (now, retention) =>
+      run(() =>
+        db.transaction().execute(async (trx) => {
+          // One replica prunes at a time; the others skip this round (the deletes are safe to
+          // repeat, this only saves them the work).
+          const { rows } = await sql<{ got: boolean }>`
+            select pg_try_advisory_xact_lock(${PRUNE_LOCK}) as got`.execute(trx)
+          if (rows[0]?.got !== true) return 0
+          const deleted = await Promise.all([
+            trx.deleteFrom('sessions').where('expires_at', '<=', now).executeTakeFirst(),
+            trx
+              .deleteFrom('lockouts')
+              .where('locked_until', '<=', now)
+              .where((eb) =>
+                eb.not(
+                  eb.exists(
+                    eb
+                      .selectFrom('client_failures')
+                      .select('client_failures.client_key')
+                      .whereRef('client_failures.client_key', '=', 'lockouts.client_key'),
+                  ),
+                ),
+              )
+              .executeTakeFirst(),
+            trx
+              .deleteFrom('client_failures')
+              .where('last_failure_at', '<', now - retention.clientFailuresMs)
+              .executeTakeFirst(),
+            trx
+              .deleteFrom('number_failures')
+              .where('last_failure_at', '<', now - retention.numberFailuresMs)
+              .executeTakeFirst(),
+            trx
+              .deleteFrom('users')
+              .where('verified_at', 'is', null)
+              .where('updated_at', '<', now - retention.pendingMs)
+              .executeTakeFirst(),
+            trx.deleteFrom('codes').where('expires_at', '<=', now).executeTakeFirst(),
+            trx
+              .deleteFrom('client_sends')
+              .where('updated_at', '<', now - 3_600_000)
+              .executeTakeFirst(),
+            trx
+              .deleteFrom('number_sends')
+              .where(sql<boolean>`coalesce(sends[array_upper(sends, 1)], 0) <= ${now - 3_600_000}`)
+              .executeTakeFirst(),
+          ])
+          return deleted.reduce((n, r) => n + Number(r.numDeletedRows), 0)
+        }),
+      ),
+  }
+}
+
+// pg_try_advisory_xact_lock's key for the pruning round; any constant shared by all replicas.
+const PRUNE_LOCK = 7_135_513_442
+
+function mustExist(user: User | undefined): User {
+  if (user === undefined) throw new Error('user row missing right after its upsert')
+  return user
+}

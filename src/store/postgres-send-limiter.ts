@@ -1,0 +1,126 @@
+import { sql, type Kysely } from 'kysely'
+import { AuthError } from '../auth/auth-error.js'
+import type { SendLimiter, SendLimits, SendReservation } from '../auth/auth-store.js'
+import { clientRefusal, HOUR_MS, numberRefusal, refill } from '../auth/send-throttle.js'
+import type { Database } from './database.js'
+import { guarded } from './store-errors.js'
+
+/**
+ * PostgresSendLimiter applies the send limits across replicas. The per-number rule (cooldown and
+ * hourly cap) is one upsert that appends the send only if both hold; the client bucket is another
+ * that takes a token only if one is there. Each is atomic on its row, so 60 concurrent sends for
+ * one number let exactly one through. The number is reserved first; if the client's bucket then
+ * refuses, the number's send is taken back (a brief over-refusal at worst, never an extra send).
+ * Refusals read the row once more to say how long to wait.
+ */
+export function createPostgresSendLimiter(
+  db: Kysely<Database>,
+  limits: SendLimits,
+  onUnavailable: (cause: unknown) => void,
+): SendLimiter {
+  const run = guarded(onUnavailable)
+  const ratePerMs = limits.perClientPerHour / HOUR_MS
+
+  const takeBack = async (phone: string, now: number): Promise<void> => {
+    await db
+      .updateTable('number_sends')
+      .set({ sends: sql`array_remove(sends, ${now}::bigint)` })
+      .where('phone', '=', phone)
+      .execute()
+  }
+  const refund = async (clientKey: string): Promise<void> => {
+    await db
+      .updateTable('client_sends')
+      .set({ tokens: sql`least(${limits.perClientPerHour}::float8, tokens + 1)` })
+      .where('client_key', '=', clientKey)
+      .execute()
+  }
+
+  const reserveNumber = async (phone: string, now: number): Promise<boolean> => {
+    const hourAgo = now - HOUR_MS
+    const recent = sql`array(select t from unnest(number_sends.sends) t where t > ${hourAgo}::bigint order by t)`
+    const row = await db
+      .insertInto('number_sends')
+      .values({ phone, sends: sql`array[${now}::bigint]` })
+      .onConflict((oc) =>
+        oc
+          .column('phone')
+          .doUpdateSet({ sends: sql`${recent} || ${now}::bigint` })
+          .where(
+            sql<boolean>`coalesce((select max(t) from unnest(number_sends.sends) t), 0) <= ${now - limits.cooldownMs}::bigint`,
+          )
+          .where(sql<boolean>`cardinality(${recent}) < ${limits.perNumberPerHour}`),
+      )
+      .returning('phone')
+      .executeTakeFirst()
+    return row !== undefined
+  }
+
+  const reserveClient = async (clientKey: string, now: number): Promise<boolean> => {
+    const refilled = sql`least(${limits.perClientPerHour}::float8, client_sends.tokens + greatest(0, ${now}::bigint - client_sends.updated_at) * ${ratePerMs}::float8)`
+    const row = await db
+      .insertInto('client_sends')
+      .values({ client_key: clientKey, tokens: limits.perClientPerHour - 1, updated_at: now })
+      .onConflict((oc) =>
+        oc
+          .column('client_key')
+          .doUpdateSet({
+            tokens: sql`${refilled} - 1`,
+            updated_at: sql`greatest(client_sends.updated_at, ${now}::bigint)`,
+          })
+          .where(sql<boolean>`${refilled} >= 1`),
+      )
+      .returning('tokens')
+      .executeTakeFirst()
+    return row !== undefined
+  }
+
+  const numberRefusalNow = async (phone: string, now: number): Promise<Error> => {
+    const row = await db
+      .selectFrom('number_sends')
+      .select('sends')
+      .where('phone', '=', phone)
+      .executeTakeFirst()
+    // Refused, yet nothing refuses now (another replica's take-back): ask for the shortest wait.
+    return (
+      numberRefusal(row?.sends ?? [], now, limits) ??
+      new AuthError('RESEND_TOO_SOON', { retryAfterMs: 1 })
+    )
+  }
+  const clientRefusalNow = async (clientKey: string, now: number): Promise<Error> => {
+    const row = await db
+      .selectFrom('client_sends')
+      .select(['tokens', 'updated_at'])
+      .where('client_key', '=', clientKey)
+      .executeTakeFirst()
+    const bucket = refill(
+      row === undefined ? undefined : { tokens: row.tokens, updatedAt: row.updated_at },
+      now,
+      limits,
+    )
+    return clientRefusal({ ...bucket, tokens: Math.min(bucket.tokens, 0.999) }, now, limits)
+  }
+
+  return {
+    reserve: (phone, clientKey, now) =>
+      run(async (): Promise<SendReservation> => {
+        if (!(await reserveNumber(phone, now))) throw await numberRefusalNow(phone, now)
+        if (!(await reserveClient(clientKey, now))) {
+          await takeBack(phone, now)
+          throw await clientRefusalNow(clientKey, now)
+        }
+        let released = false
+        return {
+          resendAvailableAt: now + limits.cooldownMs,
+          release: () => {
+            if (released) return Promise.resolve()
+            released = true
+            return run(async () => {
+              await takeBack(phone, now)
+              await refund(clientKey)
+            })
+          },
+        }
+      }),
+  }
+}

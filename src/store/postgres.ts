@@ -1,0 +1,89 @@
+import { Kysely, PostgresDialect } from 'kysely'
+import pg from 'pg'
+import type { Database } from './database.js'
+
+export interface PostgresOptions {
+  /** postgres:// URL; its password is never logged (see redactUrl). */
+  url: string
+  poolMax: number
+  connectTimeoutMs: number
+  statementTimeoutMs: number
+  /** Names this replica's connections in pg_stat_activity. */
+  applicationName: string
+  /** Called when an idle pooled connection fails (the server restarted or dropped it). */
+  onIdleError: (error: Error) => void
+}
+
+export interface OpenPostgres {
+  db: Kysely<Database>
+  pool: pg.Pool
+  close(): Promise<void>
+}
+
+const INT8 = 20
+const INT8_ARRAY = 1016
+
+// Epoch-ms times are bigint columns; as JS numbers they are exact up to 2^53 (year 287396).
+const types = {
+  getTypeParser(oid: number, format?: 'text' | 'binary'): (value: string) => unknown {
+    if (oid === INT8) return (value: string) => Number(value)
+    if (oid === INT8_ARRAY) {
+      const parseArray = pg.types.getTypeParser(INT8_ARRAY as never, 'text') as (
+        v: string,
+      ) => string[]
+      return (value: string) => parseArray(value).map(Number)
+    }
+    // eslint-disable-next-line @typescript-eslint/no-unsafe-enum-assignment -- any OID the server sends
+    return pg.types.getTypeParser(oid, format ?? 'text') as (value: string) => unknown
+  },
+}
+
+/** openPostgres makes the pool and the Kysely instance; it connects lazily (migrate is the first call). */
+export function openPostgres(options: PostgresOptions): OpenPostgres {
+  const pool = new pg.Pool({
+    connectionString: options.url,
+    max: options.poolMax,
+    connectionTimeoutMillis: options.connectTimeoutMs,
+    idleTimeoutMillis: 30_000,
+    // Recycled now and then, so connections follow a failover or a DNS change.
+    maxLifetimeSeconds: 1_800,
+    statement_timeout: options.statementTimeoutMs,
+    lock_timeout: options.statementTimeoutMs,
+    idle_in_transaction_session_timeout: options.statementTimeoutMs * 2,
+    // The client gives up a little after the server would have, if the server is unreachable.
+    query_timeout: options.statementTimeoutMs + 1_000,
+    application_name: options.applicationName,
+    keepAlive: true,
+    types,
+  })
+  // Without a listener an idle client's error (server restart, dropped connection) is thrown
+  // from the pool's EventEmitter and kills the process.
+  pool.on('error', options.onIdleError)
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) })
+  return {
+    db,
+    pool,
+    close: async () => {
+      await db.destroy() // ends the pool too
+    },
+  }
+}
+
+/** isPostgresUrl tells a postgres:// or postgresql:// URL from a file path. */
+export function isPostgresUrl(value: string): boolean {
+  return /^postgres(ql)?:\/\//i.test(value)
+}
+
+/** redactUrl is the URL with its password replaced, for logs and error messages. */
+export function redactUrl(value: string): string {
+  try {
+    const url = new URL(value)
+    if (url.password !== '') url.password = '***'
+    for (const name of ['password', 'sslpassword']) {
+      if (url.searchParams.has(name)) url.searchParams.set(name, '***')
+    }
+    return url.toString()
+  } catch {
+    return value.replace(/\/\/[^@/]*@/, '//***@')
+  }
+}
