@@ -2,13 +2,19 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
-import { onTestFinished } from 'vitest'
+import SQLite from 'better-sqlite3'
+import pg from 'pg'
+import { inject, onTestFinished } from 'vitest'
 import { startApp, type App } from '../src/app.js'
 import type { Clock } from '../src/auth/clock.js'
 import type { SmsMessage, SmsSender } from '../src/auth/sms-sender.js'
 import { OtpAuthClient, OtpAuthError } from '../src/client/otpauth-client.js'
 import { loadConfig, type Config } from '../src/config.js'
 import { createLogger } from '../src/log.js'
+import { createTestDatabase } from './postgres/test-database.js'
+
+/** The store this run of the file uses: each rule file runs once per store (vitest.config.ts). */
+export const STORE = inject('store')
 
 /** FakeClock starts at a fixed instant and moves only when told. */
 export class FakeClock implements Clock {
@@ -112,6 +118,27 @@ export interface StartOptions {
   clock?: FakeClock
   dir?: string
   randomInt?: (max: number) => number
+  /** PostgreSQL: the database to use (restart keeps it); by default a new one per server. */
+  databaseUrl?: string
+}
+
+// Replicas on PostgreSQL must share the code key; tests use this one.
+export const TEST_CODE_KEY = Buffer.alloc(32, 7)
+
+/**
+ * storeConfig points the service at the store of this run: the temp SQLite file, or (on
+ * PostgreSQL) the given database, or a new one dropped when the test ends.
+ */
+export async function storeConfig(databaseUrl?: string): Promise<Partial<Config>> {
+  if (STORE === 'sqlite') return {}
+  let url = databaseUrl
+  if (url === undefined) {
+    const database = await createTestDatabase()
+    onTestFinished(() => database.drop())
+    url = database.url
+  }
+  // The fake clock is far from the database's: the skew check is tested on its own.
+  return { databaseUrl: url, codeHmacKey: TEST_CODE_KEY, maxClockSkewMs: 0 }
 }
 
 /** startTestServer runs the real service on 127.0.0.1:0 and stops it when the test ends. */
@@ -121,7 +148,8 @@ export async function startTestServer(options: StartOptions = {}): Promise<TestS
   const clock = options.clock ?? new FakeClock()
   const sms = new SmsOutbox()
   const logs = new LogCapture()
-  const config = testConfig(dir, options.config)
+  const fromStore = await storeConfig(options.databaseUrl)
+  const config = testConfig(dir, { ...fromStore, ...options.config })
   const app = await startApp(config, createLogger('info', logs), {
     clock,
     sms,
@@ -154,8 +182,43 @@ export async function startTestServer(options: StartOptions = {}): Promise<TestS
     as: (ip) => ({ metadata: { 'x-forwarded-for': ip } }),
     restart: async () => {
       await stop()
-      return startTestServer({ ...options, clock, dir })
+      return startTestServer({
+        ...options,
+        clock,
+        dir,
+        ...(config.databaseUrl === undefined ? {} : { databaseUrl: config.databaseUrl }),
+      })
     },
+  }
+}
+
+/**
+ * queryRow reads the first row of a query from the server's database, whichever store it is
+ * (counts come back as numbers on both).
+ */
+export async function queryRow(t: TestServer, text: string): Promise<Record<string, unknown>> {
+  const url = t.config.databaseUrl
+  if (url === undefined) {
+    const db = new SQLite(join(t.dir, 'otpauth.db'), { readonly: true })
+    try {
+      return (db.prepare(text).get() ?? {}) as Record<string, unknown>
+    } finally {
+      db.close()
+    }
+  }
+  const client = new pg.Client({ connectionString: url })
+  await client.connect()
+  try {
+    const { rows } = await client.query<Record<string, unknown>>(text)
+    const row = rows[0] ?? {}
+    return Object.fromEntries(
+      Object.entries(row).map(([k, v]) => [
+        k,
+        typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v,
+      ]),
+    )
+  } finally {
+    await client.end()
   }
 }
 

@@ -9,5 +9,11 @@ import base from '../vitest.config.js'
 export default defineConfig({
   ...base,
   root: resolve(import.meta.dirname, '..'),
-  test: { ...base.test, include: ['test/**/*.heavy.ts'], testTimeout: 180_000 },
+  test: {
+    ...base.test,
+    projects: undefined,
+    include: ['test/**/*.heavy.ts'],
+    provide: { store: 'sqlite' },
+    testTimeout: 180_000,
+  },
 })

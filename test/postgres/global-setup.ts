@@ -14,6 +14,8 @@ import { createCluster, type PostgresControl } from './cluster.js'
 
 declare module 'vitest' {
   export interface ProvidedContext {
+    /** The store the harness runs the service on (one vitest project per store). */
+    store: 'sqlite' | 'postgres'
     /** The server: postgres://user@host:port/db. Tests create their own databases on it. */
     postgresUrl: string
     /** JSON of a PostgresControl, only when this run started the server itself. */
