@@ -131,8 +131,9 @@ export async function startApp(
   })
   const storeHealth = new StoreHealth({
     ping: stores.ping,
+    // Readiness only ("otpauth.v1.OtpAuth"): the process itself is fine ("" stays SERVING), and
+    // restarting it (what a failed liveness probe does) would not bring the database back.
     setServing: (serving) => {
-      health.setStatus('', serving ? 'SERVING' : 'NOT_SERVING')
       health.setStatus(SERVICE_NAME, serving ? 'SERVING' : 'NOT_SERVING')
     },
     log,

@@ -1242,6 +1242,8 @@ export const LogoutResponse: MessageFns<LogoutResponse> = {
  *   so they cannot be used to learn which numbers have accounts.
  * - Three consecutive credential failures (VerifyOtp or Login) from one client address lock that
  *   address out of VerifyOtp and Login for an hour (RESOURCE_EXHAUSTED, reason CLIENT_LOCKED_OUT).
+ * - Any RPC may answer UNAVAILABLE (reason STORE_UNAVAILABLE) while a shared PostgreSQL database
+ *   is unreachable; nothing was decided, retry with backoff.
  */
 export type OtpAuthService = typeof OtpAuthService;
 export const OtpAuthService = {
