@@ -78,10 +78,13 @@ export async function startApp(
   const onUnavailable = (cause: unknown): void => {
     watch.health?.unavailable(cause)
   }
+  const onSuspect = (): void => {
+    watch.health?.suspect()
+  }
   const stores =
     config.databaseUrl === undefined
       ? await openEmbeddedStores(config, clock)
-      : await openSharedStores(config, config.databaseUrl, clock, log, onUnavailable)
+      : await openSharedStores(config, config.databaseUrl, clock, log, onUnavailable, onSuspect)
 
   // Always collected (a few counter increments per call); served only on OTPAUTH_METRICS_ADDRESS.
   const metrics = new OtpAuthMetrics({ activeLockouts: () => stores.activeLockouts() })
@@ -286,6 +289,7 @@ async function openSharedStores(
   clock: Clock,
   log: Logger,
   onUnavailable: (cause: unknown) => void,
+  onSuspect: () => void,
 ): Promise<Stores> {
   const key = config.codeHmacKey
   if (key === undefined) throw new Error('OTPAUTH_CODE_HMAC_KEY is required with PostgreSQL')
@@ -302,7 +306,7 @@ async function openSharedStores(
       applicationName: 'otpauth',
       onIdleError: (error) => {
         log.warn({ reason: scrub(error.message, url) }, 'idle PostgreSQL connection lost')
-        onUnavailable(error)
+        onSuspect()
       },
     })
     try {

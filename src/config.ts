@@ -184,9 +184,7 @@ export function loadConfig(env: Env): Readonly<Config> {
   let databaseUrl: string | undefined
   if (isPostgresUrl(database)) {
     databaseUrl = database
-    try {
-      new URL(database)
-    } catch {
+    if (!parsesAsUrl(database)) {
       problems.push(`OTPAUTH_DATABASE is not a valid URL: "${redactUrl(database)}"`)
     }
     if (codeHmacKey === undefined) {
@@ -267,6 +265,19 @@ export function loadConfig(env: Env): Readonly<Config> {
   }
   if (problems.length > 0) throw new ConfigError(problems)
   return Object.freeze(config)
+}
+
+/** parsesAsUrl accepts what pg accepts, a host left empty for a socket (`…@/db?host=/run/…`) too. */
+function parsesAsUrl(value: string): boolean {
+  for (const candidate of [value, value.replace(/@\//, '@localhost/')]) {
+    try {
+      new URL(candidate)
+      return true
+    } catch {
+      // try the next form
+    }
+  }
+  return false
 }
 
 function portOf(address: string): number {

@@ -36,6 +36,17 @@ export class StoreHealth {
     this.#schedule()
   }
 
+  /**
+   * suspect asks the database now, after a hint that it may be gone (an idle connection was
+   * dropped: a server restart, or just an idle timeout); NOT_SERVING only if it does not answer.
+   */
+  suspect(): void {
+    if (this.#down || this.#stopped) return
+    this.#ping().catch((cause: unknown) => {
+      this.unavailable(cause)
+    })
+  }
+
   stop(): void {
     this.#stopped = true
     clearTimeout(this.#timer)

@@ -1,5 +1,5 @@
-import { mkdirSync } from 'node:fs'
-import { dirname } from 'node:path'
+import { mkdirSync, realpathSync } from 'node:fs'
+import { basename, dirname, join } from 'node:path'
 import SQLite from 'better-sqlite3'
 import { Kysely, SqliteDialect } from 'kysely'
 
@@ -141,7 +141,14 @@ export class SharedDatabaseError extends Error {}
  * backup, sqlite3) are not blocked.
  */
 function holdProcessLock(path: string): SQLite.Database {
-  const lock = new SQLite(`${path}.lock`, { timeout: 0 })
+  // The real path: two processes reaching one file through different links share one lock.
+  let real = join(realpathSync(dirname(path)), basename(path))
+  try {
+    real = realpathSync(real)
+  } catch {
+    // not created yet: its folder's real path is enough
+  }
+  const lock = new SQLite(`${real}.lock`, { timeout: 0 })
   try {
     lock.pragma('locking_mode = EXCLUSIVE')
     lock.exec('BEGIN EXCLUSIVE')

@@ -84,6 +84,7 @@ export function redactUrl(value: string): string {
     }
     return url.toString()
   } catch {
-    return value.replace(/\/\/[^@/]*@/, '//***@')
+    // Not parseable: hide everything up to the last @ (a password may hold / or @).
+    return value.includes('@') ? value.replace(/^([a-z][a-z0-9+.-]*:\/\/)?[^]*@/i, '$1***@') : value
   }
 }

@@ -4,6 +4,8 @@ import { AuthError } from '../auth/auth-error.js'
 // 08 connection, 53 insufficient resources, 57 operator intervention (shutdown, statement
 // timeout), 58 system error, 40 transaction rollback (serialization, deadlock).
 const UNAVAILABLE_CLASSES = new Set(['08', '40', '53', '57', '58'])
+// lock_timeout: a row lock held too long elsewhere.
+const LOCK_NOT_AVAILABLE = '55P03'
 
 /**
  * isUnavailable tells a database outage (refused or dropped connection, timeout, server shutting
@@ -12,6 +14,7 @@ const UNAVAILABLE_CLASSES = new Set(['08', '40', '53', '57', '58'])
 export function isUnavailable(error: unknown): boolean {
   if (!(error instanceof Error)) return false
   const code = (error as { code?: unknown }).code
+  if (code === LOCK_NOT_AVAILABLE) return true
   if (typeof code === 'string') {
     if (/^[0-9A-Z]{5}$/.test(code)) return UNAVAILABLE_CLASSES.has(code.slice(0, 2))
     return true // node errors: ECONNREFUSED, ECONNRESET, ETIMEDOUT, ENOTFOUND …
