@@ -365,12 +365,16 @@ async function run(spec: WorkerSpec): Promise<WorkerResult> {
 
 if (parentPort !== null) {
   const port = parentPort
-  run(workerData as WorkerSpec).then(
-    (result) => {
-      port.postMessage(result)
-    },
-    (error: unknown) => {
-      throw error
-    },
-  )
+  // Loaded: the bench answers with the start time, the same for every worker of the phase.
+  port.once('message', (startAt: number) => {
+    run({ ...(workerData as WorkerSpec), startAt }).then(
+      (result) => {
+        port.postMessage(result)
+      },
+      (error: unknown) => {
+        throw error
+      },
+    )
+  })
+  port.postMessage('loaded')
 }

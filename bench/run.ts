@@ -1,12 +1,16 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
 import {
   closeSync,
+  copyFileSync,
   mkdirSync,
   mkdtempSync,
   openSync,
   readdirSync,
   readFileSync,
+  readSync,
   rmSync,
+  statSync,
   writeFileSync,
 } from 'node:fs'
 import { createServer as createNetServer, type AddressInfo } from 'node:net'
@@ -18,6 +22,7 @@ import { Worker } from 'node:worker_threads'
 import { encodeHealthCheck, GrpcConnection, isServing, STATUS_NAMES } from './grpc-call.js'
 import { RPCS, type Scenario, type WorkerResult, type WorkerSpec } from './load-worker.js'
 import { CODE_SLOTS } from './phones.js'
+import { CLUSTER_SETTINGS, findBinDir, startCluster, type BenchCluster } from './postgres.js'
 import { startSmsSink, type SmsSink } from './sms-sink.js'
 import { median, round, summarise, type Latency } from './stats.js'
 import { lineChart } from './svg.js'
@@ -47,8 +52,11 @@ interface Options {
   cpuProf: boolean
   niceHashThreads: boolean
   client: 'raw' | 'node-http2'
+  stores: Store[]
   outDir: string
 }
+
+type Store = 'sqlite' | 'postgres'
 
 const HELP = `npm run bench -- [options]
   --quick               under a minute: short runs, few points (CI smoke run)
@@ -61,6 +69,10 @@ const HELP = `npm run bench -- [options]
   --scenarios <a,b>     table rows: validate, register, verify, register-verify, request-code,
                         login-code, request-login, login-password, mixed
   --client <raw|node-http2>  load client: the bench's own HTTP/2 framing (default) or node:http2
+  --store <sqlite|postgres|both>  the store(s) the scenario table runs on (default sqlite); postgres
+                        starts a throwaway cluster (system binaries, fsync on) on the server's
+                        core and adds round trips and PostgreSQL CPU per call. The other
+                        sections always run on SQLite
   --nice-hash-threads   renice the server's libuv pool threads (where argon2 runs) to 19
   --cpu-prof            profile the real server in each measured window (bench/results/tmp/)
   --out <dir>           where results go (default bench/results, quick bench/results/tmp)`
@@ -87,6 +99,10 @@ function parseOptions(argv: readonly string[]): Options {
   }
   const only = value('--only')
   const scenarios = value('--scenarios')
+  const store = value('--store') ?? 'sqlite'
+  if (!['sqlite', 'postgres', 'both'].includes(store)) {
+    throw new Error('--store needs sqlite, postgres or both')
+  }
   return {
     quick,
     durationMs: num('--duration', quick ? 0.6 : 8) * 1000,
@@ -109,6 +125,7 @@ function parseOptions(argv: readonly string[]): Options {
     cpuProf: argv.includes('--cpu-prof'),
     niceHashThreads: argv.includes('--nice-hash-threads'),
     client: value('--client') === 'node-http2' ? 'node-http2' : 'raw',
+    stores: store === 'both' ? ['sqlite', 'postgres'] : [store as Store],
     outDir: value('--out') ?? join(root, 'bench', 'results', quick ? 'tmp' : ''),
   }
 }
@@ -180,25 +197,52 @@ interface ServerStats {
   rssBytes: number
   eventLoopP99Ms: number
   eventLoopMaxMs: number
+  /** Queries sent to PostgreSQL since the server started; undefined on SQLite. */
+  dbQueries: number | undefined
 }
 
 interface ChildMessage {
   type: string
   port?: number
   startupMs?: number
+  /** 'sample': when the server read its query count (absolute ms). */
+  t?: number
+  /** Queries sent to PostgreSQL since start ('sample' and 'stats'); absent on SQLite. */
+  dbQueries?: number
+}
+
+/** A server-side count read at a known time (performance.timeOrigin-based ms). */
+interface CountSample {
+  t: number
+  value: number
 }
 
 /** NodeProcess is a bench child (real server, ceiling or helper) on chosen cores, with IPC. */
 class NodeProcess {
   port = 0
   startupMs = 0
+  /** The PostgreSQL cluster this server stores in: its CPU and round trips are measured too. */
+  cluster: BenchCluster | undefined
+  /** The server's query count, read on request during a phase (cleared by runPhases). */
+  readonly querySamples: CountSample[] = []
   readonly #waiters: ((message: ChildMessage & Partial<ServerStats>) => void)[] = []
+  readonly #sampleWaiters: { after: number; resolve: () => void }[] = []
 
   private constructor(
     readonly child: ChildProcess,
     readonly logFile: string,
   ) {
     child.on('message', (message: ChildMessage & Partial<ServerStats>) => {
+      if (message.type === 'sample') {
+        const t = message.t ?? 0
+        if (message.dbQueries !== undefined) {
+          this.querySamples.push({ t, value: message.dbQueries })
+        }
+        for (const waiter of [...this.#sampleWaiters]) {
+          if (t >= waiter.after) waiter.resolve()
+        }
+        return
+      }
       this.#waiters.shift()?.(message)
     })
   }
@@ -247,6 +291,24 @@ class NodeProcess {
     return new Promise((resolve) => this.#waiters.push(resolve))
   }
 
+  /** Asks for the query count now (answered asynchronously into querySamples). */
+  requestSample(): void {
+    if (this.child.connected) this.child.send({ type: 'sample' })
+  }
+
+  /** A query count read at or after `after` (absolute ms); gives up after 5 s. */
+  async sampleAfter(after: number): Promise<void> {
+    if (!this.child.connected) return
+    const waiter = { after, resolve: (): void => undefined }
+    const sampled = new Promise<void>((resolve) => {
+      waiter.resolve = resolve
+    })
+    this.#sampleWaiters.push(waiter)
+    this.requestSample()
+    await Promise.race([sampled, sleep(5_000)])
+    this.#sampleWaiters.splice(this.#sampleWaiters.indexOf(waiter), 1)
+  }
+
   resetEventLoop(label: string): void {
     if (this.child.connected) this.child.send({ type: 'reset', label })
   }
@@ -261,6 +323,7 @@ class NodeProcess {
       rssBytes: message.rssBytes ?? 0,
       eventLoopP99Ms: message.eventLoopP99Ms ?? 0,
       eventLoopMaxMs: message.eventLoopMaxMs ?? 0,
+      dbQueries: message.dbQueries,
     }
   }
 
@@ -340,8 +403,89 @@ interface PhaseResult {
   serverRssMaxMB: number
   eventLoopP99Ms: number | undefined
   eventLoopMaxMs: number | undefined
+  /**
+   * PostgreSQL store only (null on SQLite, where statements are calls into the process, and on
+   * the ceiling): queries the server sent in the window per call, and the CPU of the cluster's
+   * processes (the Node server's own is serverCpu*).
+   */
+  dbRoundTripsPerCall: number | null
+  dbCpuPercent: number | null
+  dbCpuUsPerCall: number | null
+  /** What the real server logged during the phase, warm-up included. */
+  serverLog: ServerLogSummary | undefined
   produced: number[]
   tokens: string[]
+}
+
+interface ServerLogSummary {
+  /** Calls the server logged with a status other than OK, by "rpc status". */
+  nonOk: Record<string, number>
+  /** Lines at warn level and above (and lines that are not JSON), by message. */
+  problems: Record<string, number>
+}
+
+function fileSize(file: string): number {
+  try {
+    return statSync(file).size
+  } catch {
+    return 0
+  }
+}
+
+/** summariseServerLog reads the server's log from byte `from` to its end (pino JSON lines). */
+function summariseServerLog(file: string, from: number): ServerLogSummary {
+  const summary: ServerLogSummary = { nonOk: {}, problems: {} }
+  const count = (into: Record<string, number>, key: string): void => {
+    into[key] = (into[key] ?? 0) + 1
+  }
+  let text: string
+  try {
+    const fd = openSync(file, 'r')
+    try {
+      const buffer = Buffer.alloc(Math.max(0, fileSize(file) - from))
+      readSync(fd, buffer, 0, buffer.length, from)
+      text = buffer.toString('utf8')
+    } finally {
+      closeSync(fd)
+    }
+  } catch {
+    return summary
+  }
+  for (const line of text.split('\n')) {
+    if (line.trim() === '') continue
+    let entry: { level?: unknown; msg?: unknown; rpc?: unknown; status?: unknown; err?: unknown }
+    try {
+      entry = JSON.parse(line) as typeof entry
+    } catch {
+      count(summary.problems, `(not JSON) ${line.slice(0, 120)}`)
+      continue
+    }
+    if (typeof entry.status === 'string' && entry.status !== 'OK') {
+      count(summary.nonOk, `${String(entry.rpc)} ${entry.status}`)
+    }
+    if (typeof entry.level === 'number' && entry.level >= 40) {
+      const err = entry.err as { message?: unknown } | undefined
+      const reason = typeof err?.message === 'string' ? `: ${err.message.slice(0, 120)}` : ''
+      count(summary.problems, `${String(entry.msg)}${reason}`)
+    }
+  }
+  return summary
+}
+
+/** The value of a sampled count at time t, linearly between the samples around it. */
+function interpolate(samples: readonly CountSample[], t: number): number {
+  let previous = samples[0]
+  if (previous === undefined) return Number.NaN
+  for (const s of samples) {
+    if (s.t >= t) {
+      const span = s.t - previous.t
+      return span <= 0
+        ? s.value
+        : previous.value + ((s.value - previous.value) * (t - previous.t)) / span
+    }
+    previous = s
+  }
+  return previous.value
 }
 
 let options: Options
@@ -349,10 +493,10 @@ let sink: SmsSink
 
 /** runPhases runs load phases side by side (same start, same clock) and measures each. */
 async function runPhases(specs: readonly PhaseSpec[]): Promise<PhaseResult[]> {
-  const startAt = now() + (options.quick ? 150 : 300)
   const first = specs[0]
   if (first === undefined) return []
-  const warmEnd = startAt + first.warmupMs
+  const threads: Worker[] = []
+  const loaded: Promise<unknown>[] = []
   const runs = specs.map((spec) => {
     const workerCount = Math.max(1, Math.min(spec.workers ?? options.workers, spec.concurrency))
     const freshCount = spec.freshCount ?? 5_000_000
@@ -367,7 +511,7 @@ async function runPhases(specs: readonly PhaseSpec[]): Promise<PhaseResult[]> {
         scenario: spec.scenario,
         concurrency: slots,
         connections: Math.min(slots, options.connections),
-        startAt,
+        startAt: 0, // sent once every worker has loaded, below
         warmupMs: spec.warmupMs,
         durationMs: spec.durationMs,
         ceiling: spec.ceiling,
@@ -390,10 +534,17 @@ async function runPhases(specs: readonly PhaseSpec[]): Promise<PhaseResult[]> {
         clientAddresses: spec.clientAddresses ?? 4096,
         client: options.client,
       }
+      const worker = new Worker(join(here, 'load-worker.js'), { workerData: workerSpec })
+      threads.push(worker)
+      let isLoaded!: () => void
+      loaded.push(new Promise<void>((resolve) => (isLoaded = resolve)))
       return new Promise<WorkerResult>((resolve, reject) => {
-        const worker = new Worker(join(here, 'load-worker.js'), { workerData: workerSpec })
-        worker.once('message', (result: WorkerResult) => {
-          resolve(result)
+        worker.on('message', (message: WorkerResult | 'loaded') => {
+          if (message === 'loaded') {
+            isLoaded()
+            return
+          }
+          resolve(message)
           void worker.terminate()
         })
         worker.once('error', reject)
@@ -401,19 +552,40 @@ async function runPhases(specs: readonly PhaseSpec[]): Promise<PhaseResult[]> {
     })
     return { spec, workers: Promise.all(workers), base }
   })
+  // A worker takes a few hundred ms to load on a busy machine: the phase's clock starts once every
+  // one of them can call (or fails as soon as one fails).
+  await Promise.race([Promise.all(loaded), Promise.all(runs.map((r) => r.workers))])
+  const startAt = now() + (options.quick ? 50 : 100)
+  for (const thread of threads) thread.postMessage(startAt)
+  const warmEnd = startAt + first.warmupMs
 
   // CPU and memory, sampled from outside, plus the event-loop monitor inside the real server.
+  // On PostgreSQL also the cluster's CPU, and the server's query count (asked over IPC, read by
+  // the server with its own timestamp, so an event loop late to answer does not skew it).
   const target = first.target
-  const samples: { t: number; server: number; load: number; rss: number }[] = []
+  const cluster = first.ceiling ? undefined : target.cluster
+  const logFrom = first.ceiling ? 0 : fileSize(target.logFile)
+  target.querySamples.length = 0
+  const samples: { t: number; server: number; load: number; rss: number; db: number }[] = []
   const sample = (): void => {
     samples.push({
       t: now(),
       server: cpuSeconds(target.pid),
       load: cpuSeconds(process.pid),
       rss: rssBytes(target.pid),
+      db: cluster?.cpuSeconds(CLK_TCK) ?? Number.NaN,
     })
   }
+  sample()
   const sampler = setInterval(sample, 100)
+  // The query count more often: it is cheap (one IPC message), and calls come in bursts.
+  if (cluster !== undefined) target.requestSample()
+  const querySampler =
+    cluster === undefined
+      ? undefined
+      : setInterval(() => {
+          target.requestSample()
+        }, 20)
   const resetTimer = setTimeout(
     () => {
       target.resetEventLoop(first.scenario)
@@ -422,9 +594,12 @@ async function runPhases(specs: readonly PhaseSpec[]): Promise<PhaseResult[]> {
   )
   const results = await Promise.all(runs.map(async (r) => ({ ...r, results: await r.workers })))
   clearInterval(sampler)
+  clearInterval(querySampler)
   clearTimeout(resetTimer)
   sample()
+  if (cluster !== undefined) await target.sampleAfter(now())
   const loopStats = first.ceiling ? undefined : await target.stats()
+  const serverLog = first.ceiling ? undefined : summariseServerLog(target.logFile, logFrom)
 
   return results.map(({ spec, results: workerResults, base }) => {
     const endAt = startAt + spec.warmupMs + spec.durationMs
@@ -466,13 +641,17 @@ async function runPhases(specs: readonly PhaseSpec[]): Promise<PhaseResult[]> {
         statuses: perRpcStatuses.get(rpc) ?? {},
       }
     }
-    const at = (t: number, key: 'server' | 'load'): number => {
+    const at = (t: number, key: 'server' | 'load' | 'db'): number => {
       let best = samples[0]
       for (const s of samples) if (Math.abs(s.t - t) < Math.abs((best?.t ?? 0) - t)) best = s
       return best?.[key] ?? Number.NaN
     }
-    const percent = (key: 'server' | 'load'): number =>
+    const percent = (key: 'server' | 'load' | 'db'): number =>
       round((100 * (at(windowEnd, key) - at(windowStart, key))) / windowSeconds, 1)
+    const perCall = (cpuPercent: number): number =>
+      round((cpuPercent * 1e4) / (all.length / windowSeconds), 1)
+    const queries =
+      interpolate(target.querySamples, windowEnd) - interpolate(target.querySamples, windowStart)
     const rssInWindow = samples.filter((s) => s.t >= windowStart && s.t <= windowEnd)
     return {
       scenario: spec.scenario,
@@ -486,11 +665,16 @@ async function runPhases(specs: readonly PhaseSpec[]): Promise<PhaseResult[]> {
       perRpc,
       missingCodes: workerResults.reduce((n, r) => n + r.missingCodes, 0),
       serverCpuPercent: percent('server'),
-      serverCpuUsPerCall: round((percent('server') * 1e4) / (all.length / windowSeconds), 1),
+      serverCpuUsPerCall: perCall(percent('server')),
       loadCpuPercent: percent('load'),
       serverRssMaxMB: round(Math.max(...rssInWindow.map((s) => s.rss)) / 2 ** 20, 1),
       eventLoopP99Ms: loopStats === undefined ? undefined : round(loopStats.eventLoopP99Ms, 2),
       eventLoopMaxMs: loopStats === undefined ? undefined : round(loopStats.eventLoopMaxMs, 2),
+      dbRoundTripsPerCall:
+        cluster === undefined || all.length === 0 ? null : round(queries / all.length, 2),
+      dbCpuPercent: cluster === undefined ? null : percent('db'),
+      dbCpuUsPerCall: cluster === undefined ? null : perCall(percent('db')),
+      serverLog,
       produced: workerResults.flatMap((r) => r.produced),
       tokens: workerResults.flatMap((r) => r.tokens),
     } satisfies PhaseResult
@@ -562,6 +746,7 @@ async function startReal(
 // Sections
 
 interface TableRow {
+  store: Store
   scenario: string
   real: PhaseResult
   ceiling: PhaseResult
@@ -597,16 +782,26 @@ function describe(r: PhaseResult): string {
     `p50 ${r.latency.p50} p99 ${r.latency.p99} max ${r.latency.max} ms, ` +
     `server cpu ${r.serverCpuPercent} % (${r.serverCpuUsPerCall} µs/call), load cpu ${r.loadCpuPercent} %` +
     (r.eventLoopP99Ms === undefined ? '' : `, loop p99 ${r.eventLoopP99Ms} ms`) +
+    (r.dbCpuUsPerCall === null
+      ? ''
+      : `, postgres cpu ${r.dbCpuPercent ?? 0} % (${r.dbCpuUsPerCall} µs/call), ` +
+        `${r.dbRoundTripsPerCall ?? '?'} round trips/call`) +
     `, rss ${r.serverRssMaxMB} MB, ${r.windowSeconds} s` +
     (findings.length > 0 ? `  FINDINGS: ${findings.join(' ')}` : '')
   )
 }
 
-async function scenarioTable(real: NodeProcess, ceiling: NodeProcess): Promise<TableRow[]> {
+/** scenarioTable runs the table's scenarios on one store, adding a row to `rows` per scenario. */
+async function scenarioTable(
+  store: Store,
+  real: NodeProcess,
+  ceiling: NodeProcess,
+  rows: TableRow[],
+): Promise<void> {
   const c = options.concurrency
   const base = { concurrency: c, warmupMs: options.warmupMs, durationMs: options.durationMs }
-  const rows: TableRow[] = []
   const ceilingRates = new Map<Scenario, number>()
+  const realRates: number[] = []
   const compare = async (
     scenario: Scenario,
     how: {
@@ -633,7 +828,9 @@ async function scenarioTable(real: NodeProcess, ceiling: NodeProcess): Promise<T
       ceiling: false,
       scenario,
     })
+    if (scenario !== 'validate') realRates.push(result.callsPerSecond)
     rows.push({
+      store,
       scenario: SCENARIO_TITLES[scenario],
       real: result,
       ceiling: ceil,
@@ -641,15 +838,21 @@ async function scenarioTable(real: NodeProcess, ceiling: NodeProcess): Promise<T
       cpuRatio: round(ceil.serverCpuUsPerCall / result.serverCpuUsPerCall, 2),
       p99Ratio: round(result.latency.p99 / ceil.latency.p99, 2),
     })
-    log(`${SCENARIO_TITLES[scenario]} (concurrency ${result.concurrency})`)
+    log(`${SCENARIO_TITLES[scenario]} on ${store} (concurrency ${result.concurrency})`)
     log(`  ${describe(ceil)}`)
     log(`  ${describe(result)}`)
     return result
   }
   // Enough numbers for the real run to last its whole window at the ceiling's pace; the challenge
-  // cache holds 100k codes by default, so never more live codes than 80k.
+  // cache holds 100k codes by default, so never more live codes than 80k. On PostgreSQL, whose
+  // durable commits make writes far slower than the ceiling, 3 × the fastest write scenario so far
+  // instead: making numbers at the ceiling's pace there would take minutes per scenario.
   const need = (scenario: Scenario): number => {
-    const rate = ceilingRates.get(scenario) ?? 5000
+    const ceilingRate = ceilingRates.get(scenario) ?? 5000
+    const rate =
+      store === 'postgres' && realRates.length > 0
+        ? Math.min(ceilingRate, 3 * Math.max(...realRates))
+        : ceilingRate
     const cap = options.quick ? 2_000 : 80_000
     return Math.min(cap, Math.ceil((rate * (options.warmupMs + options.durationMs)) / 1000))
   }
@@ -666,7 +869,7 @@ async function scenarioTable(real: NodeProcess, ceiling: NodeProcess): Promise<T
           })
         ).produced
 
-  log('setup: password users and sessions')
+  log(`setup on ${store}: password users and sessions`)
   const passwordUsers = (
     await setup({
       target: real,
@@ -748,7 +951,73 @@ async function scenarioTable(real: NodeProcess, ceiling: NodeProcess): Promise<T
   })
   setAffinity(real.pid, SERVER_CPUS)
   await compare('mixed', { real: () => ({ tokens, pool: verified.splice(0, 20_000) }) })
-  return rows
+}
+
+interface PostgresRun {
+  version: string
+  /** Server settings given on the command line (the rest are initdb's defaults). */
+  settings: Readonly<Record<string, string>>
+  /** Where the cluster's processes run. */
+  cpus: string
+  /** The real server's startup (migrations included), spawn to listening. */
+  serverStartupMs: number
+  /** Queries the server sent over the whole run (setup phases included). */
+  queries: number | undefined
+  /** WARNING and worse lines of the cluster's log, by text. */
+  clusterLog: Record<string, number>
+  /** Why the PostgreSQL run stopped early, if it did. */
+  error: string | undefined
+}
+
+/**
+ * postgresTable runs the scenario table on a throwaway cluster (removed at the end, failure
+ * included) with the real server on it. A failure is recorded, not thrown, so the SQLite figures
+ * of the same run are still written; main fails the bench afterwards.
+ */
+async function postgresTable(ceiling: NodeProcess, rows: TableRow[]): Promise<PostgresRun> {
+  const cpus = PIN ? SERVER_CPUS : ALL_CPUS
+  log(`postgres: initdb and start a throwaway cluster on cpu ${cpus} (fsync on)`)
+  const outcome: PostgresRun = {
+    version: 'unknown',
+    settings: CLUSTER_SETTINGS,
+    cpus,
+    serverStartupMs: 0,
+    queries: undefined,
+    clusterLog: {},
+    error: undefined,
+  }
+  let cluster: BenchCluster
+  try {
+    cluster = await startCluster(PIN ? SERVER_CPUS : undefined)
+  } catch (error) {
+    outcome.error = error instanceof Error ? error.message : String(error)
+    log(`postgres run failed: ${outcome.error}`)
+    return outcome
+  }
+  outcome.version = cluster.version
+  let real: NodeProcess | undefined
+  try {
+    const url = await cluster.createDatabase('otpauth_bench')
+    real = await startReal('real-postgres', {
+      OTPAUTH_DATABASE: url,
+      OTPAUTH_CODE_HMAC_KEY: randomBytes(32).toString('hex'),
+    })
+    real.cluster = cluster
+    outcome.serverStartupMs = round(real.startupMs, 1)
+    await scenarioTable('postgres', real, ceiling, rows)
+    outcome.queries = (await real.stats())?.dbQueries
+  } catch (error) {
+    outcome.error = error instanceof Error ? error.message : String(error)
+    log(`postgres run failed: ${outcome.error}`)
+    // The logs go with the results: the temporary directories are removed below.
+    if (real !== undefined) copyFileSync(real.logFile, join(options.outDir, 'postgres-server.log'))
+    copyFileSync(cluster.logFile, join(options.outDir, 'postgres-cluster.log'))
+  } finally {
+    await real?.stop()
+    outcome.clusterLog = cluster.logProblems()
+    await cluster.destroy()
+  }
+  return outcome
 }
 
 interface CurvePoint {
@@ -1062,13 +1331,17 @@ interface Report {
   flood: FloodResult | undefined
   coldStart: ColdStart | undefined
   serverStartupMs: number
+  /** The PostgreSQL table run (--store postgres or both), undefined when it did not run. */
+  postgres: PostgresRun | undefined
   targets: { target: string; value: string; met: boolean | undefined }[]
 }
 
 function targets(report: Report): Report['targets'] {
   const out: Report['targets'] = []
+  // The targets are the embedded default's: SQLite rows only (the PostgreSQL rows are reported).
+  const sqliteRows = report.table.filter((r) => r.store === 'sqlite')
   const row = (s: Scenario): TableRow | undefined =>
-    report.table.find((r) => r.scenario === SCENARIO_TITLES[s])
+    sqliteRows.find((r) => r.scenario === SCENARIO_TITLES[s])
   const ratio = (s: Scenario, min: number): void => {
     const r = row(s)
     if (r !== undefined)
@@ -1082,7 +1355,7 @@ function targets(report: Report): Report['targets'] {
   ratio('verify', 0.75)
   ratio('login-code', 0.75)
   ratio('register', 0.5)
-  for (const r of report.table) {
+  for (const r of sqliteRows) {
     if (r.real.scenario === 'login-password') continue
     out.push({
       target: `${r.scenario}: p99 ≤ 1.5 × ceiling p99`,
@@ -1148,13 +1421,13 @@ function markdown(report: Report): string {
       `## Scenarios (closed loop, ${c} calls in flight; Login(password) 8; ` +
         `${options.durationMs / 1000} s measured after ${options.warmupMs / 1000} s warm-up)`,
       '',
-      '| scenario | calls/s | ceiling calls/s | ratio | p50 ms | p90 ms | p99 ms | max ms | ceiling p99 ms | p99 ratio | statuses | server CPU % | ceiling CPU % | CPU µs/call | ceiling µs/call | CPU ratio | RSS MB | loop delay p99 ms |',
-      '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+      '| scenario | store | calls/s | ceiling calls/s | ratio | p50 ms | p90 ms | p99 ms | max ms | ceiling p99 ms | p99 ratio | statuses | server CPU % | ceiling CPU % | CPU µs/call | ceiling µs/call | CPU ratio | RSS MB | loop delay p99 ms |',
+      '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
     )
     for (const r of report.table) {
       const l = r.real.latency
       lines.push(
-        `| ${r.scenario} | ${Math.round(r.real.callsPerSecond)} | ${Math.round(r.ceiling.callsPerSecond)} | ` +
+        `| ${r.scenario} | ${r.store} | ${Math.round(r.real.callsPerSecond)} | ${Math.round(r.ceiling.callsPerSecond)} | ` +
           `${r.real.scenario === 'login-password' ? '–' : r.ratio} | ${l.p50} | ${l.p90} | ${l.p99} | ${l.max} | ` +
           `${r.ceiling.latency.p99} | ${r.real.scenario === 'login-password' ? '–' : r.p99Ratio} | ` +
           `${statusText(r.real.statuses, r.real.missingCodes)} | ${r.real.serverCpuPercent} | ` +
@@ -1164,19 +1437,20 @@ function markdown(report: Report): string {
     }
     lines.push('', 'Per RPC inside the combined scenarios (real server):', '')
     lines.push(
-      '| scenario | RPC | calls/s | p50 ms | p99 ms | statuses |',
-      '| --- | --- | ---: | ---: | ---: | --- |',
+      '| scenario | store | RPC | calls/s | p50 ms | p99 ms | statuses |',
+      '| --- | --- | --- | ---: | ---: | ---: | --- |',
     )
     for (const r of report.table) {
       if (Object.keys(r.real.perRpc).length < 2) continue
       for (const [rpc, f] of Object.entries(r.real.perRpc)) {
         lines.push(
-          `| ${r.scenario} | ${rpc} | ${Math.round(f.callsPerSecond)} | ${f.latency.p50} | ${f.latency.p99} | ${statusText(f.statuses)} |`,
+          `| ${r.scenario} | ${r.store} | ${rpc} | ${Math.round(f.callsPerSecond)} | ${f.latency.p50} | ${f.latency.p99} | ${statusText(f.statuses)} |`,
         )
       }
     }
     lines.push('')
   }
+  if (report.postgres !== undefined) lines.push(...storesSection(report, report.postgres))
   if (report.curve.length > 0) {
     lines.push(
       '## ValidateSession latency against concurrency',
@@ -1254,6 +1528,76 @@ function markdown(report: Report): string {
   return lines.join('\n') + '\n'
 }
 
+function figure(n: number | null, digits = 1): string {
+  return n === null || !Number.isFinite(n) ? '–' : String(round(n, digits))
+}
+
+/** SQLite and PostgreSQL side by side, per scenario, with the cluster's cost and round trips. */
+function storesSection(report: Report, pg: PostgresRun): string[] {
+  const settings = Object.entries(pg.settings)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(', ')
+  const lines = [
+    '## SQLite and PostgreSQL',
+    '',
+    `${pg.version}, a throwaway cluster (initdb defaults plus ${settings}: every commit is ` +
+      `flushed to disk; the SQLite rows run with the default OTPAUTH_DATABASE_SYNCHRONOUS=normal, ` +
+      `WAL synced at checkpoints, not at each commit) on cpu ${pg.cpus}` +
+      (PIN ? `, the Node server's core, so both stores get the same single core` : '') +
+      `; the server's default pool (OTPAUTH_DATABASE_POOL_MAX 10). Server startup on ` +
+      `PostgreSQL (migrations included) ${pg.serverStartupMs} ms` +
+      (pg.queries === undefined ? '.' : `; ${pg.queries} queries over the whole run.`),
+    '',
+    'Server CPU is the Node process only; PostgreSQL CPU is the cluster’s processes (postmaster ' +
+      'and its children, /proc utime + stime) per call, so their sum is the cost of a call. Round ' +
+      'trips are the queries the pg driver sent in the window (BEGIN and COMMIT included) per ' +
+      'call; SQLite runs in the process (—). For the combined scenarios the per-call figures are ' +
+      'averages over their RPCs.',
+    '',
+    'The CPU % column is the Node server plus PostgreSQL, in % of one core: with both on the ' +
+      'server’s core (when pinned), well below 100 % means the calls wait for something other ' +
+      'than CPU (commits reaching the disk, or other processes on a shared machine). ' +
+      'Login(password) gives the Node server every core (argon2), so it can exceed 100 %.',
+    '',
+    '| scenario | store | calls/s | ratio | p99 ms | server CPU µs/call | PostgreSQL CPU µs/call | total CPU µs/call | server + PostgreSQL CPU % | round trips/call | statuses | server log (warm-up included) |',
+    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |',
+  ]
+  const titles = [...new Set(report.table.map((r) => r.scenario))]
+  for (const title of titles) {
+    for (const r of report.table.filter((row) => row.scenario === title)) {
+      const p = r.real
+      const total = p.serverCpuUsPerCall + (p.dbCpuUsPerCall ?? 0)
+      const serverLog =
+        p.serverLog === undefined
+          ? '–'
+          : statusText({ ...p.serverLog.nonOk, ...p.serverLog.problems }).replace(
+              'all OK',
+              'no errors',
+            )
+      lines.push(
+        `| ${title} | ${r.store} | ${Math.round(p.callsPerSecond)} | ` +
+          `${p.scenario === 'login-password' ? '–' : r.ratio} | ${p.latency.p99} | ` +
+          `${figure(p.serverCpuUsPerCall)} | ${figure(p.dbCpuUsPerCall)} | ${figure(total)} | ` +
+          `${figure(p.serverCpuPercent + (p.dbCpuPercent ?? 0))} | ` +
+          `${r.store === 'sqlite' ? '—' : figure(p.dbRoundTripsPerCall, 2)} | ` +
+          `${statusText(p.statuses, p.missingCodes)} | ${serverLog} |`,
+      )
+    }
+  }
+  lines.push('')
+  const problems = Object.entries(pg.clusterLog)
+  lines.push(
+    problems.length === 0
+      ? 'PostgreSQL log: no WARNING, ERROR or FATAL lines.'
+      : `PostgreSQL log: ${problems.map(([k, n]) => `${n} × ${k}`).join('; ')}.`,
+  )
+  if (pg.error !== undefined) {
+    lines.push('', `**The PostgreSQL run failed:** ${pg.error.replace(/\s*\n\s*/g, ' / ')}`)
+  }
+  lines.push('')
+  return lines
+}
+
 function chart(curve: readonly CurvePoint[]): string {
   const pts = (f: (p: CurvePoint) => number): [number, number][] =>
     curve.map((p) => [p.concurrency, f(p)])
@@ -1286,6 +1630,12 @@ async function main(): Promise<void> {
   options = parseOptions(process.argv.slice(2))
   const wants = (section: string): boolean =>
     options.only === undefined || options.only.has(section)
+  if (wants('table') && options.stores.includes('postgres') && findBinDir() === undefined) {
+    throw new Error(
+      "--store postgres: PostgreSQL server binaries not found (install Debian's postgresql " +
+        'package, or put initdb on PATH)',
+    )
+  }
   if (PIN) setAffinity(process.pid, LOAD_CPUS)
   mkdirSync(options.outDir, { recursive: true })
   mkdirSync(join(root, 'bench', 'results', 'tmp'), { recursive: true })
@@ -1304,8 +1654,16 @@ async function main(): Promise<void> {
     flood: undefined,
     coldStart: undefined,
     serverStartupMs: 0,
+    postgres: undefined,
     targets: [],
   }
+  // Ctrl-C or a kill: exit through process.exit, so the 'exit' handlers remove the cluster.
+  const interrupted = (code: number) => (): void => {
+    rmSync(tmp, { recursive: true, force: true })
+    process.exit(code)
+  }
+  process.once('SIGINT', interrupted(130))
+  process.once('SIGTERM', interrupted(143))
   log(`otpauth bench: ${JSON.stringify(report.machine)}, load ${report.loadBefore.join(' ')}`)
   const started = now()
   try {
@@ -1314,34 +1672,13 @@ async function main(): Promise<void> {
         cpus: SERVER_CPUS,
         logFile: join(tmp, 'ceiling.log'),
       })
-      const real = await startReal('real')
-      report.serverStartupMs = round(real.startupMs, 1)
       try {
-        if (wants('table')) report.table = await scenarioTable(real, ceiling)
-        if (wants('curve')) {
-          const users = (
-            await setup({
-              target: real,
-              ceiling: false,
-              scenario: 'register-verify',
-              concurrency: 16,
-              freshCount: options.quick ? 100 : 500,
-            })
-          ).produced
-          const tokens = (
-            await setup({
-              target: real,
-              ceiling: false,
-              scenario: 'request-login',
-              concurrency: 16,
-              pool: users,
-              keepTokens: options.quick ? 100 : 500,
-            })
-          ).tokens
-          report.curve = await concurrencyCurve(real, ceiling, tokens)
+        await sqliteTableAndCurve(report, ceiling)
+        if (wants('table') && options.stores.includes('postgres')) {
+          report.postgres = await postgresTable(ceiling, report.table)
         }
       } finally {
-        await Promise.all([real.stop(), ceiling.stop()])
+        await ceiling.stop()
       }
     }
     if (wants('argon2') || wants('hash')) report.argon2 = await argonRates()
@@ -1369,6 +1706,46 @@ async function main(): Promise<void> {
     `bench took ${round((now() - started) / 1000, 1)} s; results in ` +
       `${relative(process.cwd(), options.outDir) || '.'}/`,
   )
+  if (report.postgres?.error !== undefined) {
+    throw new Error(`the PostgreSQL run failed: ${report.postgres.error.split('\n')[0] ?? ''}`)
+  }
+}
+
+/** The table on SQLite (when asked) and the concurrency curve, with one real server. */
+async function sqliteTableAndCurve(report: Report, ceiling: NodeProcess): Promise<void> {
+  const wants = (section: string): boolean =>
+    options.only === undefined || options.only.has(section)
+  const table = wants('table') && options.stores.includes('sqlite')
+  if (!table && !wants('curve')) return
+  const real = await startReal('real')
+  report.serverStartupMs = round(real.startupMs, 1)
+  try {
+    if (table) await scenarioTable('sqlite', real, ceiling, report.table)
+    if (wants('curve')) {
+      const users = (
+        await setup({
+          target: real,
+          ceiling: false,
+          scenario: 'register-verify',
+          concurrency: 16,
+          freshCount: options.quick ? 100 : 500,
+        })
+      ).produced
+      const tokens = (
+        await setup({
+          target: real,
+          ceiling: false,
+          scenario: 'request-login',
+          concurrency: 16,
+          pool: users,
+          keepTokens: options.quick ? 100 : 500,
+        })
+      ).tokens
+      report.curve = await concurrencyCurve(real, ceiling, tokens)
+    }
+  } finally {
+    await real.stop()
+  }
 }
 
 main().then(

@@ -2,6 +2,7 @@ import { writeFileSync } from 'node:fs'
 import { Session } from 'node:inspector/promises'
 import { join } from 'node:path'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
+import pg from 'pg'
 import { startApp } from '../src/app.js'
 import { loadConfig } from '../src/config.js'
 import { createLogger } from '../src/log.js'
@@ -13,12 +14,27 @@ const eventLoop = monitorEventLoopDelay({ resolution: 1 })
 eventLoop.enable()
 
 interface Command {
-  type: 'reset' | 'stats'
+  type: 'reset' | 'stats' | 'sample'
   label?: string
 }
 
 const config = loadConfig(process.env)
 const log = createLogger(config.logLevel)
+
+// On PostgreSQL, every query the driver sends is one round trip (BEGIN and COMMIT too): count them
+// all, on the Client class the pool makes its connections with (wrapped before startApp opens it).
+// undefined on SQLite, whose statements are calls into the process, not round trips.
+let dbQueries: number | undefined
+if (config.databaseUrl !== undefined) {
+  dbQueries = 0
+  // eslint-disable-next-line @typescript-eslint/unbound-method -- called with its client as `this`
+  const query = pg.Client.prototype.query as (...args: unknown[]) => unknown
+  const counted = function (this: pg.Client, ...args: unknown[]): unknown {
+    dbQueries = (dbQueries ?? 0) + 1
+    return query.apply(this, args)
+  }
+  pg.Client.prototype.query = counted as typeof pg.Client.prototype.query
+}
 const app = await startApp(config, log)
 process.send?.({ type: 'ready', port: app.port, startupMs: performance.now() })
 
@@ -30,6 +46,11 @@ let profiling = false
 let label = 'window'
 
 process.on('message', (command: Command) => {
+  if (command.type === 'sample') {
+    // The count with the time it was read: the bench interpolates it to its window's edges.
+    process.send?.({ type: 'sample', t: performance.timeOrigin + performance.now(), dbQueries })
+    return
+  }
   if (command.type === 'reset') {
     eventLoop.reset()
     if (profiler !== undefined && !profiling) {
@@ -51,6 +72,7 @@ process.on('message', (command: Command) => {
     rssBytes: process.memoryUsage.rss(),
     eventLoopP99Ms: eventLoop.percentile(99) / 1e6,
     eventLoopMaxMs: eventLoop.max / 1e6,
+    dbQueries,
   })
 })
 process.on('disconnect', () => {
