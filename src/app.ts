@@ -37,7 +37,7 @@ import { createPostgresAuthStore } from './store/postgres-auth-store.js'
 import { createPostgresCodeStore } from './store/postgres-code-store.js'
 import { createPostgresSendLimiter } from './store/postgres-send-limiter.js'
 import { openPostgres, redactUrl, type OpenPostgres } from './store/postgres.js'
-import { checkReplica } from './store/replica-checks.js'
+import { checkReplica, renewKeys } from './store/replica-checks.js'
 import { createSqliteAuthStore } from './store/sqlite-auth-store.js'
 import { isUnavailable } from './store/store-errors.js'
 import { sql } from 'kysely'
@@ -188,6 +188,9 @@ export async function startApp(
   }
 
   const prune = (): void => {
+    stores.heartbeat().catch((error: unknown) => {
+      log.warn({ err: error }, "renewing this replica's key record failed")
+    })
     store
       .pruneExpired(clock.now(), {
         clientFailuresMs: config.lockoutSeconds * 1000,
@@ -239,6 +242,8 @@ interface Stores {
   /** Resolves once the writes made so far are durable (SQLite's group commit). */
   settled: (() => Promise<void>) | undefined
   activeLockouts: () => Promise<number>
+  /** Called every prune round: PostgreSQL tells the other replicas it still holds its keys. */
+  heartbeat: () => Promise<void>
   ping: () => Promise<void>
   close: () => Promise<void>
 }
@@ -270,6 +275,7 @@ async function openEmbeddedStores(config: Readonly<Config>, clock: Clock): Promi
     }),
     settled: () => commits.settled(),
     activeLockouts: () => Promise.resolve(countActiveLockouts(database.sqlite, clock.now())),
+    heartbeat: () => Promise.resolve(),
     ping: () => Promise.resolve(),
     close: async () => {
       commits.commit()
@@ -294,6 +300,15 @@ async function openSharedStores(
   const key = config.codeHmacKey
   if (key === undefined) throw new Error('OTPAUTH_CODE_HMAC_KEY is required with PostgreSQL')
   const where = redactUrl(url)
+  const identity = {
+    keyFingerprint: keyFingerprint(key),
+    previousKeyFingerprint:
+      config.codeHmacPreviousKey === undefined
+        ? undefined
+        : keyFingerprint(config.codeHmacPreviousKey),
+    now: () => clock.now(),
+    maxClockSkewMs: config.maxClockSkewMs,
+  }
   const deadline = performance.now() + config.databaseStartupTimeoutSeconds * 1000
   let delayMs = 250
   let pg: OpenPostgres
@@ -311,15 +326,7 @@ async function openSharedStores(
     })
     try {
       await migrate(pg.db)
-      await checkReplica(pg.db, {
-        keyFingerprint: keyFingerprint(key),
-        previousKeyFingerprint:
-          config.codeHmacPreviousKey === undefined
-            ? undefined
-            : keyFingerprint(config.codeHmacPreviousKey),
-        now: () => clock.now(),
-        maxClockSkewMs: config.maxClockSkewMs,
-      })
+      await checkReplica(pg.db, identity)
       break
     } catch (error) {
       await pg.close()
@@ -336,13 +343,14 @@ async function openSharedStores(
     }
   }
   const db = pg.db
+  const store = createPostgresAuthStore(db, onUnavailable)
   const limits = {
     cooldownMs: config.resendCooldownSeconds * 1000,
     perNumberPerHour: config.sendsPerNumberPerHour,
     perClientPerHour: config.sendsPerClientPerHour,
   }
   return {
-    store: createPostgresAuthStore(db, onUnavailable),
+    store,
     codes: createPostgresCodeStore(db, onUnavailable),
     codeHasher: new CodeHasher(key, config.codeHmacPreviousKey),
     throttle: createPostgresSendLimiter(db, limits, onUnavailable),
@@ -355,6 +363,7 @@ async function openSharedStores(
         .executeTakeFirstOrThrow()
       return row.n
     },
+    heartbeat: () => renewKeys(db, identity),
     ping: async () => {
       await sql`select 1`.execute(db)
     },

@@ -479,7 +479,7 @@ describe('Replica consistency checks at start-up', () => {
     )
     expect(refused).toBeInstanceOf(Error)
     const message = (refused as Error).message
-    expect(message).toMatch(/OTPAUTH_CODE_HMAC_KEY differs from the key the other replicas use/)
+    expect(message).toMatch(/OTPAUTH_CODE_HMAC_KEY differs from the keys the other replicas use/)
     expect(message).toContain('OTPAUTH_CODE_HMAC_PREVIOUS_KEY')
     for (const secret of secrets) expect(message).not.toContain(secret)
 
@@ -489,11 +489,23 @@ describe('Replica consistency checks at start-up', () => {
     expect(session.sessionToken).not.toBe('')
 
     const rows = await readRows(url, 'select name, value from replica_settings')
-    expect(rows).toContainEqual({ name: 'code_key_fingerprint', value: keyFingerprint(k2) })
+    expect(rows.map((r) => r['name'])).toEqual(
+      expect.arrayContaining([`code_key:${keyFingerprint(k1)}`, `code_key:${keyFingerprint(k2)}`]),
+    )
     const stored = JSON.stringify(rows)
     for (const secret of secrets) expect(stored).not.toContain(secret)
 
-    // The rotation is done: a replica still on the old key alone is refused now.
+    // A key no live replica holds is refused; the old key is forgotten once nobody renewed it for
+    // ten minutes (every replica renews its keys each prune round).
+    const stranger = await startOnPostgres(url, { codeHmacKey: randomBytes(32) }, clock).then(
+      () => undefined,
+      (e: unknown) => e,
+    )
+    expect((stranger as Error).message).toMatch(/OTPAUTH_CODE_HMAC_KEY differs/)
+    await a.app.stop()
+    clock.advance(11 * 60_000)
+    const d = await startOnPostgres(url, { codeHmacKey: k2 }, clock)
+    expect(await health(d.address)).toBe('SERVING')
     const stale = await startOnPostgres(url, { codeHmacKey: k1 }, clock).then(
       () => undefined,
       (e: unknown) => e,

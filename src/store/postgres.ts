@@ -59,6 +59,12 @@ export function openPostgres(options: PostgresOptions): OpenPostgres {
   // Without a listener an idle client's error (server restart, dropped connection) is thrown
   // from the pool's EventEmitter and kills the process.
   pool.on('error', options.onIdleError)
+  // The pool listens only to idle clients: a checked-out one that loses its server (restart,
+  // pg_terminate_backend) would throw its 'error' event and kill the process. Its query rejects
+  // on its own; the pool drops the broken client when it is released.
+  pool.on('connect', (client) => {
+    client.on('error', options.onIdleError)
+  })
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) })
   return {
     db,

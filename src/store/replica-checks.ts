@@ -11,13 +11,20 @@ export interface ReplicaIdentity {
   maxClockSkewMs: number
 }
 
-const KEY_SETTING = 'code_key_fingerprint'
+// One row per code key fingerprint a replica holds: name "code_key:<fingerprint>", value the
+// last time (epoch ms) a live replica said it holds that key.
+const KEY_PREFIX = 'code_key:'
+// Replicas renew their keys every prune round (a minute); a key nobody renewed for this long is
+// no longer in use.
+const KEY_IN_USE_MS = 10 * 60_000
+const KEY_CHECK_LOCK = 7_135_513_443
 
 /**
  * checkReplica refuses to start a replica that would break the rules shared with the others:
- * a code key none of them uses (codes issued elsewhere would never verify here, and the reverse),
+ * a code key none of them holds (codes issued elsewhere would never verify here, and the reverse),
  * or a clock too far from the database's (expiry, cooldowns and lockout windows are decided by
- * each replica's clock). Throws an Error that says what to fix.
+ * each replica's clock). Throws an Error that says what to fix. On success the replica's keys
+ * are recorded as in use.
  */
 export async function checkReplica(db: Kysely<Database>, me: ReplicaIdentity): Promise<void> {
   if (me.maxClockSkewMs > 0) {
@@ -36,31 +43,45 @@ export async function checkReplica(db: Kysely<Database>, me: ReplicaIdentity): P
     }
   }
 
+  // The key check and the record of this replica's keys are one step, so two replicas starting
+  // at once with different keys cannot both pass an empty record.
+  await db.transaction().execute(async (trx) => {
+    await sql`select pg_advisory_xact_lock(${KEY_CHECK_LOCK})`.execute(trx)
+    const rows = await trx
+      .selectFrom('replica_settings')
+      .select(['name', 'value'])
+      .where('name', 'like', `${KEY_PREFIX}%`)
+      .execute()
+    const now = me.now()
+    const inUse = rows
+      .filter((r) => Number(r.value) > now - KEY_IN_USE_MS)
+      .map((r) => r.name.slice(KEY_PREFIX.length))
+    const mine = [me.keyFingerprint, me.previousKeyFingerprint].filter((f) => f !== undefined)
+    if (inUse.length > 0 && !mine.some((f) => inUse.includes(f))) {
+      throw new Error(
+        `OTPAUTH_CODE_HMAC_KEY differs from the keys the other replicas use (fingerprint ` +
+          `${me.keyFingerprint}, theirs ${inUse.join(', ')}): codes sent by one would never ` +
+          'verify on the other. Give every replica the same key; to rotate, set the old one as ' +
+          'OTPAUTH_CODE_HMAC_PREVIOUS_KEY',
+      )
+    }
+    await recordKeys(trx, me)
+  })
+}
+
+/** renewKeys records again that this replica holds its keys (called every prune round). */
+export async function renewKeys(db: Kysely<Database>, me: ReplicaIdentity): Promise<void> {
+  await recordKeys(db, me)
+}
+
+async function recordKeys(db: Kysely<Database>, me: ReplicaIdentity): Promise<void> {
+  const now = String(me.now())
+  const mine = [me.keyFingerprint, me.previousKeyFingerprint].filter((f) => f !== undefined)
   await db
     .insertInto('replica_settings')
-    .values({ name: KEY_SETTING, value: me.keyFingerprint })
-    .onConflict((oc) => oc.column('name').doNothing())
+    .values(mine.map((f) => ({ name: `${KEY_PREFIX}${f}`, value: now })))
+    .onConflict((oc) =>
+      oc.column('name').doUpdateSet((eb) => ({ value: eb.ref('excluded.value') })),
+    )
     .execute()
-  const stored = await db
-    .selectFrom('replica_settings')
-    .select('value')
-    .where('name', '=', KEY_SETTING)
-    .executeTakeFirstOrThrow()
-  if (stored.value === me.keyFingerprint) return
-  if (stored.value === me.previousKeyFingerprint) {
-    // Rotation: this replica's previous key is the one in use; its current key takes over.
-    await db
-      .updateTable('replica_settings')
-      .set({ value: me.keyFingerprint })
-      .where('name', '=', KEY_SETTING)
-      .where('value', '=', stored.value)
-      .execute()
-    return
-  }
-  throw new Error(
-    `OTPAUTH_CODE_HMAC_KEY differs from the key the other replicas use (fingerprint ` +
-      `${me.keyFingerprint}, theirs ${stored.value}): codes sent by one would never verify on ` +
-      'the other. Give every replica the same key; to rotate, set the old one as ' +
-      'OTPAUTH_CODE_HMAC_PREVIOUS_KEY',
-  )
 }
