@@ -223,7 +223,8 @@ export interface ChildServer {
 
 /**
  * spawnServer runs the built main.js with the given environment and waits for its
- * "otpauth listening on host:port" line. Rejects with stderr when the process exits first.
+ * "otpauth listening on host:port" line. Rejects with stderr when the process exits first, and
+ * kills it when it does not listen in time.
  */
 export async function spawnServer(
   main: string,
@@ -245,6 +246,8 @@ export async function spawnServer(
   let buffered = ''
   const port = await new Promise<number>((ok, fail) => {
     const timer = setTimeout(() => {
+      // Not left running: nobody holds it to stop it later.
+      child.kill('SIGKILL')
       fail(new Error(`server did not start in ${timeoutMs} ms: ${err}`))
     }, timeoutMs)
     child.stdout.setEncoding('utf8').on('data', (d: string) => {

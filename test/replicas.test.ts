@@ -5,7 +5,7 @@
  * assertions are invariants (how many tries were compared, how many calls won, what survives a
  * SIGKILL or a database restart), never an interleaving.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { status } from '@grpc/grpc-js'
@@ -19,6 +19,7 @@ import { failure, PHONES } from './harness.js'
 import {
   buildServer,
   runToExit,
+  spawnServer,
   startSmsSink,
   type ChildServer,
   type SmsSink,
@@ -90,49 +91,11 @@ async function stopProcess(child: ChildProcess, exited: Promise<unknown>): Promi
   clearTimeout(force)
 }
 
-/**
- * spawnReplica runs the built main.js like hostile-support's spawnServer (resolves once the
- * "otpauth listening" line gives the port), but the process is stopped when the test ends even if
- * it never came up: spawnServer leaves a replica that misses its start-up deadline running.
- */
-async function spawnReplica(env: Record<string, string>, timeoutMs = 15_000): Promise<ChildServer> {
-  const child = spawn(process.execPath, [main], {
-    env: { PATH: process.env['PATH'] ?? '', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  const exited = new Promise<number | string>((ok) =>
-    child.on('exit', (code, signal) => {
-      ok(code ?? signal ?? -1)
-    }),
-  )
-  cleanups.push(() => stopProcess(child, exited))
-  const lines: string[] = []
-  let err = ''
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d))
-  let buffered = ''
-  const port = await new Promise<number>((ok, fail) => {
-    const timer = setTimeout(() => {
-      fail(new Error(`replica did not start in ${timeoutMs} ms: ${err}`))
-    }, timeoutMs)
-    child.stdout.setEncoding('utf8').on('data', (d: string) => {
-      buffered += d
-      const parts = buffered.split('\n')
-      buffered = parts.pop() ?? ''
-      for (const line of parts) {
-        lines.push(line)
-        const m = /otpauth listening on .*:(\d+)"/.exec(line)
-        if (m?.[1] !== undefined) {
-          clearTimeout(timer)
-          ok(Number(m[1]))
-        }
-      }
-    })
-    void exited.then((code) => {
-      clearTimeout(timer)
-      fail(new Error(`replica exited (${String(code)}) before listening: ${err}`))
-    })
-  })
-  return { child, port, address: `127.0.0.1:${port}`, lines, stderr: () => err, exited }
+/** spawnReplica starts a replica process that is stopped when the test ends. */
+async function spawnReplica(env: Record<string, string>): Promise<ChildServer> {
+  const server = await spawnServer(main, env)
+  cleanups.push(() => stopProcess(server.child, server.exited))
+  return server
 }
 
 /** startReplica spawns one replica and connects a client to it (a warm-up call goes through). */

@@ -91,6 +91,21 @@ export function createPostgresAuthStore(
       .execute()
   }
 
+  /** addNumberFailure counts a failure against the number, only below `limit` when one is given. */
+  const addNumberFailure = (phone: string, now: number, limit: number | undefined) =>
+    db
+      .insertInto('number_failures')
+      .values({ phone, failures: 1, last_failure_at: now })
+      .onConflict((oc) => {
+        const update = oc.column('phone').doUpdateSet((eb) => ({
+          failures: eb('number_failures.failures', '+', 1),
+          last_failure_at: eb.ref('excluded.last_failure_at'),
+        }))
+        return limit === undefined ? update : update.where('number_failures.failures', '<', limit)
+      })
+      .returning('failures')
+      .executeTakeFirst()
+
   return {
     findUserByPhone: (phone) => run(() => findUser(phone)),
 
@@ -198,36 +213,11 @@ export function createPostgresAuthStore(
       }),
 
     beginNumberTry: (phone, now, limit) =>
-      run(async () => {
-        const row = await db
-          .insertInto('number_failures')
-          .values({ phone, failures: 1, last_failure_at: now })
-          .onConflict((oc) =>
-            oc
-              .column('phone')
-              .doUpdateSet((eb) => ({
-                failures: eb('number_failures.failures', '+', 1),
-                last_failure_at: eb.ref('excluded.last_failure_at'),
-              }))
-              .where('number_failures.failures', '<', limit),
-          )
-          .returning('failures')
-          .executeTakeFirst()
-        return row !== undefined
-      }),
+      run(async () => (await addNumberFailure(phone, now, limit)) !== undefined),
 
     addNumberFailure: (phone, now) =>
       run(async () => {
-        await db
-          .insertInto('number_failures')
-          .values({ phone, failures: 1, last_failure_at: now })
-          .onConflict((oc) =>
-            oc.column('phone').doUpdateSet((eb) => ({
-              failures: eb('number_failures.failures', '+', 1),
-              last_failure_at: eb.ref('excluded.last_failure_at'),
-            })),
-          )
-          .execute()
+        await addNumberFailure(phone, now, undefined)
       }),
 
     clearNumberFailures: (phone) =>
