@@ -118,17 +118,129 @@ export interface ValidateSessionResponse {
   /** The account's phone number in E.164. */
   phoneNumber: string;
   /** When the session ends. */
-  expiresAt?: Date | undefined;
+  expiresAt?:
+    | Date
+    | undefined;
+  /** The session's public identifier, as ListSessions shows it (never the token). */
+  sessionId: string;
+  /** When the login that started this session happened. */
+  authenticatedAt?: Date | undefined;
 }
 
 /** LogoutRequest ends a session. */
 export interface LogoutRequest {
   /** A token from LoginResponse.session_token. */
   sessionToken: string;
+  /** End every session of the token's account, not only this one. */
+  allSessions: boolean;
 }
 
 /** LogoutResponse is empty. */
 export interface LogoutResponse {
+}
+
+/** ChangePasswordRequest sets a new password. */
+export interface ChangePasswordRequest {
+  /** A privileged session's token. */
+  sessionToken: string;
+  /** The new password: 8 to 128 characters. */
+  newPassword: string;
+}
+
+/** ChangePasswordResponse is empty. */
+export interface ChangePasswordResponse {
+}
+
+/** ListSessionsRequest asks for the caller's account's sessions. */
+export interface ListSessionsRequest {
+  /** A live session's token. */
+  sessionToken: string;
+}
+
+/** ListSessionsResponse lists live sessions. */
+export interface ListSessionsResponse {
+  /** Most recently authenticated first. */
+  sessions: SessionInfo[];
+}
+
+/** SessionInfo describes one live session. */
+export interface SessionInfo {
+  /** Public identifier, for RevokeSession. Never the token or its hash. */
+  sessionId: string;
+  /** When the session started. */
+  createdAt?:
+    | Date
+    | undefined;
+  /** When the session ends. */
+  expiresAt?:
+    | Date
+    | undefined;
+  /** When the login that started this session happened. */
+  authenticatedAt?:
+    | Date
+    | undefined;
+  /** The client address that logged in, as the lockout keys it (an IPv6 client by its /64). */
+  clientAddress: string;
+  /** True for the session whose token made this call. */
+  current: boolean;
+}
+
+/** RevokeSessionRequest ends one session of the caller's account. */
+export interface RevokeSessionRequest {
+  /** A live session's token. */
+  sessionToken: string;
+  /** The session to end, from SessionInfo.session_id. */
+  sessionId: string;
+}
+
+/** RevokeSessionResponse is empty. */
+export interface RevokeSessionResponse {
+}
+
+/** RequestPhoneChangeRequest asks for a code on the new number. */
+export interface RequestPhoneChangeRequest {
+  /** A privileged session's token. */
+  sessionToken: string;
+  /** The number to move the account to, in any format Register accepts. */
+  newPhoneNumber: string;
+}
+
+/** RequestPhoneChangeResponse confirms that a code was sent (if the number is free). */
+export interface RequestPhoneChangeResponse {
+  /** Always "OTP sent to phone number". */
+  message: string;
+  /** When the code stops working. */
+  codeExpiresAt?:
+    | Date
+    | undefined;
+  /** The earliest time another code can be requested for this number. */
+  resendAvailableAt?: Date | undefined;
+}
+
+/** ChangePhoneNumberRequest moves the account to a new number. */
+export interface ChangePhoneNumberRequest {
+  /** A privileged session's token. */
+  sessionToken: string;
+  /** The new number, as given to RequestPhoneChange. */
+  newPhoneNumber: string;
+  /** The 6-digit code from the SMS to the new number. */
+  code: string;
+}
+
+/** ChangePhoneNumberResponse confirms the move. */
+export interface ChangePhoneNumberResponse {
+  /** The account's number now, in E.164. */
+  phoneNumber: string;
+}
+
+/** DeleteAccountRequest removes the caller's account. */
+export interface DeleteAccountRequest {
+  /** A privileged session's token. */
+  sessionToken: string;
+}
+
+/** DeleteAccountResponse is empty. */
+export interface DeleteAccountResponse {
 }
 
 function createBaseRegisterRequest(): RegisterRequest {
@@ -991,7 +1103,7 @@ export const ValidateSessionRequest: MessageFns<ValidateSessionRequest> = {
 };
 
 function createBaseValidateSessionResponse(): ValidateSessionResponse {
-  return { userId: "", phoneNumber: "", expiresAt: undefined };
+  return { userId: "", phoneNumber: "", expiresAt: undefined, sessionId: "", authenticatedAt: undefined };
 }
 
 export const ValidateSessionResponse: MessageFns<ValidateSessionResponse> = {
@@ -1004,6 +1116,12 @@ export const ValidateSessionResponse: MessageFns<ValidateSessionResponse> = {
     }
     if (message.expiresAt !== undefined) {
       Timestamp.encode(toTimestamp(message.expiresAt), writer.uint32(26).fork()).join();
+    }
+    if (message.sessionId !== "") {
+      writer.uint32(34).string(message.sessionId);
+    }
+    if (message.authenticatedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.authenticatedAt), writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -1045,6 +1163,22 @@ export const ValidateSessionResponse: MessageFns<ValidateSessionResponse> = {
             message.expiresAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.authenticatedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1074,6 +1208,16 @@ export const ValidateSessionResponse: MessageFns<ValidateSessionResponse> = {
         : isSet(object.expires_at)
         ? fromJsonTimestamp(object.expires_at)
         : undefined,
+      sessionId: isSet(object.sessionId)
+        ? globalThis.String(object.sessionId)
+        : isSet(object.session_id)
+        ? globalThis.String(object.session_id)
+        : "",
+      authenticatedAt: isSet(object.authenticatedAt)
+        ? fromJsonTimestamp(object.authenticatedAt)
+        : isSet(object.authenticated_at)
+        ? fromJsonTimestamp(object.authenticated_at)
+        : undefined,
     };
   },
 
@@ -1088,6 +1232,12 @@ export const ValidateSessionResponse: MessageFns<ValidateSessionResponse> = {
     if (message.expiresAt !== undefined) {
       obj.expiresAt = message.expiresAt.toISOString();
     }
+    if (message.sessionId !== "") {
+      obj.sessionId = message.sessionId;
+    }
+    if (message.authenticatedAt !== undefined) {
+      obj.authenticatedAt = message.authenticatedAt.toISOString();
+    }
     return obj;
   },
 
@@ -1099,18 +1249,23 @@ export const ValidateSessionResponse: MessageFns<ValidateSessionResponse> = {
     message.userId = object.userId ?? "";
     message.phoneNumber = object.phoneNumber ?? "";
     message.expiresAt = object.expiresAt ?? undefined;
+    message.sessionId = object.sessionId ?? "";
+    message.authenticatedAt = object.authenticatedAt ?? undefined;
     return message;
   },
 };
 
 function createBaseLogoutRequest(): LogoutRequest {
-  return { sessionToken: "" };
+  return { sessionToken: "", allSessions: false };
 }
 
 export const LogoutRequest: MessageFns<LogoutRequest> = {
   encode(message: LogoutRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.sessionToken !== "") {
       writer.uint32(10).string(message.sessionToken);
+    }
+    if (message.allSessions !== false) {
+      writer.uint32(16).bool(message.allSessions);
     }
     return writer;
   },
@@ -1136,6 +1291,14 @@ export const LogoutRequest: MessageFns<LogoutRequest> = {
             message.sessionToken = reader.string();
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.allSessions = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1155,6 +1318,11 @@ export const LogoutRequest: MessageFns<LogoutRequest> = {
         : isSet(object.session_token)
         ? globalThis.String(object.session_token)
         : "",
+      allSessions: isSet(object.allSessions)
+        ? globalThis.Boolean(object.allSessions)
+        : isSet(object.all_sessions)
+        ? globalThis.Boolean(object.all_sessions)
+        : false,
     };
   },
 
@@ -1162,6 +1330,9 @@ export const LogoutRequest: MessageFns<LogoutRequest> = {
     const obj: any = {};
     if (message.sessionToken !== "") {
       obj.sessionToken = message.sessionToken;
+    }
+    if (message.allSessions !== false) {
+      obj.allSessions = message.allSessions;
     }
     return obj;
   },
@@ -1172,6 +1343,7 @@ export const LogoutRequest: MessageFns<LogoutRequest> = {
   fromPartial(object: DeepPartial<LogoutRequest>): LogoutRequest {
     const message = createBaseLogoutRequest();
     message.sessionToken = object.sessionToken ?? "";
+    message.allSessions = object.allSessions ?? false;
     return message;
   },
 };
@@ -1228,6 +1400,1125 @@ export const LogoutResponse: MessageFns<LogoutResponse> = {
   },
 };
 
+function createBaseChangePasswordRequest(): ChangePasswordRequest {
+  return { sessionToken: "", newPassword: "" };
+}
+
+export const ChangePasswordRequest: MessageFns<ChangePasswordRequest> = {
+  encode(message: ChangePasswordRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sessionToken !== "") {
+      writer.uint32(10).string(message.sessionToken);
+    }
+    if (message.newPassword !== "") {
+      writer.uint32(18).string(message.newPassword);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ChangePasswordRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseChangePasswordRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessionToken = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.newPassword = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ChangePasswordRequest {
+    return {
+      sessionToken: isSet(object.sessionToken)
+        ? globalThis.String(object.sessionToken)
+        : isSet(object.session_token)
+        ? globalThis.String(object.session_token)
+        : "",
+      newPassword: isSet(object.newPassword)
+        ? globalThis.String(object.newPassword)
+        : isSet(object.new_password)
+        ? globalThis.String(object.new_password)
+        : "",
+    };
+  },
+
+  toJSON(message: ChangePasswordRequest): unknown {
+    const obj: any = {};
+    if (message.sessionToken !== "") {
+      obj.sessionToken = message.sessionToken;
+    }
+    if (message.newPassword !== "") {
+      obj.newPassword = message.newPassword;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ChangePasswordRequest>): ChangePasswordRequest {
+    return ChangePasswordRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ChangePasswordRequest>): ChangePasswordRequest {
+    const message = createBaseChangePasswordRequest();
+    message.sessionToken = object.sessionToken ?? "";
+    message.newPassword = object.newPassword ?? "";
+    return message;
+  },
+};
+
+function createBaseChangePasswordResponse(): ChangePasswordResponse {
+  return {};
+}
+
+export const ChangePasswordResponse: MessageFns<ChangePasswordResponse> = {
+  encode(_: ChangePasswordResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ChangePasswordResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseChangePasswordResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ChangePasswordResponse {
+    return {};
+  },
+
+  toJSON(_: ChangePasswordResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<ChangePasswordResponse>): ChangePasswordResponse {
+    return ChangePasswordResponse.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<ChangePasswordResponse>): ChangePasswordResponse {
+    const message = createBaseChangePasswordResponse();
+    return message;
+  },
+};
+
+function createBaseListSessionsRequest(): ListSessionsRequest {
+  return { sessionToken: "" };
+}
+
+export const ListSessionsRequest: MessageFns<ListSessionsRequest> = {
+  encode(message: ListSessionsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sessionToken !== "") {
+      writer.uint32(10).string(message.sessionToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListSessionsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListSessionsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessionToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListSessionsRequest {
+    return {
+      sessionToken: isSet(object.sessionToken)
+        ? globalThis.String(object.sessionToken)
+        : isSet(object.session_token)
+        ? globalThis.String(object.session_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListSessionsRequest): unknown {
+    const obj: any = {};
+    if (message.sessionToken !== "") {
+      obj.sessionToken = message.sessionToken;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListSessionsRequest>): ListSessionsRequest {
+    return ListSessionsRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListSessionsRequest>): ListSessionsRequest {
+    const message = createBaseListSessionsRequest();
+    message.sessionToken = object.sessionToken ?? "";
+    return message;
+  },
+};
+
+function createBaseListSessionsResponse(): ListSessionsResponse {
+  return { sessions: [] };
+}
+
+export const ListSessionsResponse: MessageFns<ListSessionsResponse> = {
+  encode(message: ListSessionsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.sessions) {
+      SessionInfo.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListSessionsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListSessionsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessions.push(SessionInfo.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListSessionsResponse {
+    return {
+      sessions: globalThis.Array.isArray(object?.sessions)
+        ? object.sessions.map((e: any) => SessionInfo.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ListSessionsResponse): unknown {
+    const obj: any = {};
+    if (message.sessions?.length) {
+      obj.sessions = message.sessions.map((e) => SessionInfo.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListSessionsResponse>): ListSessionsResponse {
+    return ListSessionsResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListSessionsResponse>): ListSessionsResponse {
+    const message = createBaseListSessionsResponse();
+    message.sessions = object.sessions?.map((e) => SessionInfo.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseSessionInfo(): SessionInfo {
+  return {
+    sessionId: "",
+    createdAt: undefined,
+    expiresAt: undefined,
+    authenticatedAt: undefined,
+    clientAddress: "",
+    current: false,
+  };
+}
+
+export const SessionInfo: MessageFns<SessionInfo> = {
+  encode(message: SessionInfo, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sessionId !== "") {
+      writer.uint32(10).string(message.sessionId);
+    }
+    if (message.createdAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.createdAt), writer.uint32(18).fork()).join();
+    }
+    if (message.expiresAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.expiresAt), writer.uint32(26).fork()).join();
+    }
+    if (message.authenticatedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.authenticatedAt), writer.uint32(34).fork()).join();
+    }
+    if (message.clientAddress !== "") {
+      writer.uint32(42).string(message.clientAddress);
+    }
+    if (message.current !== false) {
+      writer.uint32(48).bool(message.current);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SessionInfo {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSessionInfo();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.createdAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.expiresAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.authenticatedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.clientAddress = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.current = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SessionInfo {
+    return {
+      sessionId: isSet(object.sessionId)
+        ? globalThis.String(object.sessionId)
+        : isSet(object.session_id)
+        ? globalThis.String(object.session_id)
+        : "",
+      createdAt: isSet(object.createdAt)
+        ? fromJsonTimestamp(object.createdAt)
+        : isSet(object.created_at)
+        ? fromJsonTimestamp(object.created_at)
+        : undefined,
+      expiresAt: isSet(object.expiresAt)
+        ? fromJsonTimestamp(object.expiresAt)
+        : isSet(object.expires_at)
+        ? fromJsonTimestamp(object.expires_at)
+        : undefined,
+      authenticatedAt: isSet(object.authenticatedAt)
+        ? fromJsonTimestamp(object.authenticatedAt)
+        : isSet(object.authenticated_at)
+        ? fromJsonTimestamp(object.authenticated_at)
+        : undefined,
+      clientAddress: isSet(object.clientAddress)
+        ? globalThis.String(object.clientAddress)
+        : isSet(object.client_address)
+        ? globalThis.String(object.client_address)
+        : "",
+      current: isSet(object.current) ? globalThis.Boolean(object.current) : false,
+    };
+  },
+
+  toJSON(message: SessionInfo): unknown {
+    const obj: any = {};
+    if (message.sessionId !== "") {
+      obj.sessionId = message.sessionId;
+    }
+    if (message.createdAt !== undefined) {
+      obj.createdAt = message.createdAt.toISOString();
+    }
+    if (message.expiresAt !== undefined) {
+      obj.expiresAt = message.expiresAt.toISOString();
+    }
+    if (message.authenticatedAt !== undefined) {
+      obj.authenticatedAt = message.authenticatedAt.toISOString();
+    }
+    if (message.clientAddress !== "") {
+      obj.clientAddress = message.clientAddress;
+    }
+    if (message.current !== false) {
+      obj.current = message.current;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SessionInfo>): SessionInfo {
+    return SessionInfo.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SessionInfo>): SessionInfo {
+    const message = createBaseSessionInfo();
+    message.sessionId = object.sessionId ?? "";
+    message.createdAt = object.createdAt ?? undefined;
+    message.expiresAt = object.expiresAt ?? undefined;
+    message.authenticatedAt = object.authenticatedAt ?? undefined;
+    message.clientAddress = object.clientAddress ?? "";
+    message.current = object.current ?? false;
+    return message;
+  },
+};
+
+function createBaseRevokeSessionRequest(): RevokeSessionRequest {
+  return { sessionToken: "", sessionId: "" };
+}
+
+export const RevokeSessionRequest: MessageFns<RevokeSessionRequest> = {
+  encode(message: RevokeSessionRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sessionToken !== "") {
+      writer.uint32(10).string(message.sessionToken);
+    }
+    if (message.sessionId !== "") {
+      writer.uint32(18).string(message.sessionId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RevokeSessionRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRevokeSessionRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessionToken = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RevokeSessionRequest {
+    return {
+      sessionToken: isSet(object.sessionToken)
+        ? globalThis.String(object.sessionToken)
+        : isSet(object.session_token)
+        ? globalThis.String(object.session_token)
+        : "",
+      sessionId: isSet(object.sessionId)
+        ? globalThis.String(object.sessionId)
+        : isSet(object.session_id)
+        ? globalThis.String(object.session_id)
+        : "",
+    };
+  },
+
+  toJSON(message: RevokeSessionRequest): unknown {
+    const obj: any = {};
+    if (message.sessionToken !== "") {
+      obj.sessionToken = message.sessionToken;
+    }
+    if (message.sessionId !== "") {
+      obj.sessionId = message.sessionId;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RevokeSessionRequest>): RevokeSessionRequest {
+    return RevokeSessionRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RevokeSessionRequest>): RevokeSessionRequest {
+    const message = createBaseRevokeSessionRequest();
+    message.sessionToken = object.sessionToken ?? "";
+    message.sessionId = object.sessionId ?? "";
+    return message;
+  },
+};
+
+function createBaseRevokeSessionResponse(): RevokeSessionResponse {
+  return {};
+}
+
+export const RevokeSessionResponse: MessageFns<RevokeSessionResponse> = {
+  encode(_: RevokeSessionResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RevokeSessionResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRevokeSessionResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): RevokeSessionResponse {
+    return {};
+  },
+
+  toJSON(_: RevokeSessionResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<RevokeSessionResponse>): RevokeSessionResponse {
+    return RevokeSessionResponse.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<RevokeSessionResponse>): RevokeSessionResponse {
+    const message = createBaseRevokeSessionResponse();
+    return message;
+  },
+};
+
+function createBaseRequestPhoneChangeRequest(): RequestPhoneChangeRequest {
+  return { sessionToken: "", newPhoneNumber: "" };
+}
+
+export const RequestPhoneChangeRequest: MessageFns<RequestPhoneChangeRequest> = {
+  encode(message: RequestPhoneChangeRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sessionToken !== "") {
+      writer.uint32(10).string(message.sessionToken);
+    }
+    if (message.newPhoneNumber !== "") {
+      writer.uint32(18).string(message.newPhoneNumber);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RequestPhoneChangeRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRequestPhoneChangeRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessionToken = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.newPhoneNumber = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RequestPhoneChangeRequest {
+    return {
+      sessionToken: isSet(object.sessionToken)
+        ? globalThis.String(object.sessionToken)
+        : isSet(object.session_token)
+        ? globalThis.String(object.session_token)
+        : "",
+      newPhoneNumber: isSet(object.newPhoneNumber)
+        ? globalThis.String(object.newPhoneNumber)
+        : isSet(object.new_phone_number)
+        ? globalThis.String(object.new_phone_number)
+        : "",
+    };
+  },
+
+  toJSON(message: RequestPhoneChangeRequest): unknown {
+    const obj: any = {};
+    if (message.sessionToken !== "") {
+      obj.sessionToken = message.sessionToken;
+    }
+    if (message.newPhoneNumber !== "") {
+      obj.newPhoneNumber = message.newPhoneNumber;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RequestPhoneChangeRequest>): RequestPhoneChangeRequest {
+    return RequestPhoneChangeRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RequestPhoneChangeRequest>): RequestPhoneChangeRequest {
+    const message = createBaseRequestPhoneChangeRequest();
+    message.sessionToken = object.sessionToken ?? "";
+    message.newPhoneNumber = object.newPhoneNumber ?? "";
+    return message;
+  },
+};
+
+function createBaseRequestPhoneChangeResponse(): RequestPhoneChangeResponse {
+  return { message: "", codeExpiresAt: undefined, resendAvailableAt: undefined };
+}
+
+export const RequestPhoneChangeResponse: MessageFns<RequestPhoneChangeResponse> = {
+  encode(message: RequestPhoneChangeResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.message !== "") {
+      writer.uint32(10).string(message.message);
+    }
+    if (message.codeExpiresAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.codeExpiresAt), writer.uint32(18).fork()).join();
+    }
+    if (message.resendAvailableAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.resendAvailableAt), writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RequestPhoneChangeResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRequestPhoneChangeResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.codeExpiresAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.resendAvailableAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RequestPhoneChangeResponse {
+    return {
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+      codeExpiresAt: isSet(object.codeExpiresAt)
+        ? fromJsonTimestamp(object.codeExpiresAt)
+        : isSet(object.code_expires_at)
+        ? fromJsonTimestamp(object.code_expires_at)
+        : undefined,
+      resendAvailableAt: isSet(object.resendAvailableAt)
+        ? fromJsonTimestamp(object.resendAvailableAt)
+        : isSet(object.resend_available_at)
+        ? fromJsonTimestamp(object.resend_available_at)
+        : undefined,
+    };
+  },
+
+  toJSON(message: RequestPhoneChangeResponse): unknown {
+    const obj: any = {};
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    if (message.codeExpiresAt !== undefined) {
+      obj.codeExpiresAt = message.codeExpiresAt.toISOString();
+    }
+    if (message.resendAvailableAt !== undefined) {
+      obj.resendAvailableAt = message.resendAvailableAt.toISOString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RequestPhoneChangeResponse>): RequestPhoneChangeResponse {
+    return RequestPhoneChangeResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RequestPhoneChangeResponse>): RequestPhoneChangeResponse {
+    const message = createBaseRequestPhoneChangeResponse();
+    message.message = object.message ?? "";
+    message.codeExpiresAt = object.codeExpiresAt ?? undefined;
+    message.resendAvailableAt = object.resendAvailableAt ?? undefined;
+    return message;
+  },
+};
+
+function createBaseChangePhoneNumberRequest(): ChangePhoneNumberRequest {
+  return { sessionToken: "", newPhoneNumber: "", code: "" };
+}
+
+export const ChangePhoneNumberRequest: MessageFns<ChangePhoneNumberRequest> = {
+  encode(message: ChangePhoneNumberRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sessionToken !== "") {
+      writer.uint32(10).string(message.sessionToken);
+    }
+    if (message.newPhoneNumber !== "") {
+      writer.uint32(18).string(message.newPhoneNumber);
+    }
+    if (message.code !== "") {
+      writer.uint32(26).string(message.code);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ChangePhoneNumberRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseChangePhoneNumberRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessionToken = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.newPhoneNumber = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.code = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ChangePhoneNumberRequest {
+    return {
+      sessionToken: isSet(object.sessionToken)
+        ? globalThis.String(object.sessionToken)
+        : isSet(object.session_token)
+        ? globalThis.String(object.session_token)
+        : "",
+      newPhoneNumber: isSet(object.newPhoneNumber)
+        ? globalThis.String(object.newPhoneNumber)
+        : isSet(object.new_phone_number)
+        ? globalThis.String(object.new_phone_number)
+        : "",
+      code: isSet(object.code) ? globalThis.String(object.code) : "",
+    };
+  },
+
+  toJSON(message: ChangePhoneNumberRequest): unknown {
+    const obj: any = {};
+    if (message.sessionToken !== "") {
+      obj.sessionToken = message.sessionToken;
+    }
+    if (message.newPhoneNumber !== "") {
+      obj.newPhoneNumber = message.newPhoneNumber;
+    }
+    if (message.code !== "") {
+      obj.code = message.code;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ChangePhoneNumberRequest>): ChangePhoneNumberRequest {
+    return ChangePhoneNumberRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ChangePhoneNumberRequest>): ChangePhoneNumberRequest {
+    const message = createBaseChangePhoneNumberRequest();
+    message.sessionToken = object.sessionToken ?? "";
+    message.newPhoneNumber = object.newPhoneNumber ?? "";
+    message.code = object.code ?? "";
+    return message;
+  },
+};
+
+function createBaseChangePhoneNumberResponse(): ChangePhoneNumberResponse {
+  return { phoneNumber: "" };
+}
+
+export const ChangePhoneNumberResponse: MessageFns<ChangePhoneNumberResponse> = {
+  encode(message: ChangePhoneNumberResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.phoneNumber !== "") {
+      writer.uint32(10).string(message.phoneNumber);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ChangePhoneNumberResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseChangePhoneNumberResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.phoneNumber = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ChangePhoneNumberResponse {
+    return {
+      phoneNumber: isSet(object.phoneNumber)
+        ? globalThis.String(object.phoneNumber)
+        : isSet(object.phone_number)
+        ? globalThis.String(object.phone_number)
+        : "",
+    };
+  },
+
+  toJSON(message: ChangePhoneNumberResponse): unknown {
+    const obj: any = {};
+    if (message.phoneNumber !== "") {
+      obj.phoneNumber = message.phoneNumber;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ChangePhoneNumberResponse>): ChangePhoneNumberResponse {
+    return ChangePhoneNumberResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ChangePhoneNumberResponse>): ChangePhoneNumberResponse {
+    const message = createBaseChangePhoneNumberResponse();
+    message.phoneNumber = object.phoneNumber ?? "";
+    return message;
+  },
+};
+
+function createBaseDeleteAccountRequest(): DeleteAccountRequest {
+  return { sessionToken: "" };
+}
+
+export const DeleteAccountRequest: MessageFns<DeleteAccountRequest> = {
+  encode(message: DeleteAccountRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sessionToken !== "") {
+      writer.uint32(10).string(message.sessionToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteAccountRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteAccountRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessionToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeleteAccountRequest {
+    return {
+      sessionToken: isSet(object.sessionToken)
+        ? globalThis.String(object.sessionToken)
+        : isSet(object.session_token)
+        ? globalThis.String(object.session_token)
+        : "",
+    };
+  },
+
+  toJSON(message: DeleteAccountRequest): unknown {
+    const obj: any = {};
+    if (message.sessionToken !== "") {
+      obj.sessionToken = message.sessionToken;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DeleteAccountRequest>): DeleteAccountRequest {
+    return DeleteAccountRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DeleteAccountRequest>): DeleteAccountRequest {
+    const message = createBaseDeleteAccountRequest();
+    message.sessionToken = object.sessionToken ?? "";
+    return message;
+  },
+};
+
+function createBaseDeleteAccountResponse(): DeleteAccountResponse {
+  return {};
+}
+
+export const DeleteAccountResponse: MessageFns<DeleteAccountResponse> = {
+  encode(_: DeleteAccountResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteAccountResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteAccountResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): DeleteAccountResponse {
+    return {};
+  },
+
+  toJSON(_: DeleteAccountResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<DeleteAccountResponse>): DeleteAccountResponse {
+    return DeleteAccountResponse.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<DeleteAccountResponse>): DeleteAccountResponse {
+    const message = createBaseDeleteAccountResponse();
+    return message;
+  },
+};
+
 /**
  * OtpAuth signs users up and logs them in with their phone number and a one-time code sent by SMS,
  * or with an optional password.
@@ -1244,6 +2535,13 @@ export const LogoutResponse: MessageFns<LogoutResponse> = {
  *   address out of VerifyOtp and Login for an hour (RESOURCE_EXHAUSTED, reason CLIENT_LOCKED_OUT).
  * - Any RPC may answer UNAVAILABLE (reason STORE_UNAVAILABLE) while a shared PostgreSQL database
  *   is unreachable; nothing was decided, retry with backoff.
+ * - Every RPC that takes a session_token answers UNAUTHENTICATED for any token that names no live
+ *   session: unknown, expired, ended, or not even well-formed (reason SESSION_INVALID, or
+ *   INVALID_SESSION_TOKEN for a malformed one). Logout is the exception: it answers OK.
+ * - Sensitive changes (ChangePassword, RequestPhoneChange, ChangePhoneNumber, DeleteAccount) need
+ *   a privileged session: one whose login (password or code) is recent, within the server's
+ *   OTPAUTH_PRIVILEGED_SESSION_SECONDS (default 600). An older session gets FAILED_PRECONDITION,
+ *   reason REAUTHENTICATION_REQUIRED: log in again and retry with the new session.
  */
 export type OtpAuthService = typeof OtpAuthService;
 export const OtpAuthService = {
@@ -1319,11 +2617,11 @@ export const OtpAuthService = {
     responseDeserialize: (value: Buffer): LoginResponse => LoginResponse.decode(value),
   },
   /**
-   * ValidateSession tells an internal service who owns a session token. Not subject to the
-   * client lockout.
+   * ValidateSession tells an internal service who owns a session token, and when its login
+   * happened so the service can apply its own freshness rules. Not subject to the client lockout.
    *
-   * Errors: INVALID_ARGUMENT (INVALID_SESSION_TOKEN: not a token at all); UNAUTHENTICATED
-   * (SESSION_INVALID: unknown, expired or logged out).
+   * Errors: UNAUTHENTICATED (SESSION_INVALID: unknown, expired or ended; INVALID_SESSION_TOKEN:
+   * not a token at all).
    */
   validateSession: {
     path: "/otpauth.v1.OtpAuth/ValidateSession" as const,
@@ -1337,10 +2635,9 @@ export const OtpAuthService = {
     responseDeserialize: (value: Buffer): ValidateSessionResponse => ValidateSessionResponse.decode(value),
   },
   /**
-   * Logout ends a session. It is idempotent: an unknown, expired or already ended session also
-   * answers OK.
-   *
-   * Errors: INVALID_ARGUMENT (INVALID_SESSION_TOKEN).
+   * Logout ends a session, or with all_sessions every session of its account (log out
+   * everywhere). It is idempotent: any token that names no live session, malformed included,
+   * answers OK (there is nothing to end).
    */
   logout: {
     path: "/otpauth.v1.OtpAuth/Logout" as const,
@@ -1350,6 +2647,122 @@ export const OtpAuthService = {
     requestDeserialize: (value: Buffer): LogoutRequest => LogoutRequest.decode(value),
     responseSerialize: (value: LogoutResponse): Buffer => Buffer.from(LogoutResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): LogoutResponse => LogoutResponse.decode(value),
+  },
+  /**
+   * ChangePassword sets or replaces the account's password (same rules as Register), ends every
+   * other session of the account (the caller's stays) and lifts the per-number failure cap, so
+   * password login works again. It is also the password reset: RequestLoginCode, Login with the
+   * code, then ChangePassword. Needs a privileged session.
+   *
+   * Errors: INVALID_ARGUMENT (INVALID_PASSWORD); UNAUTHENTICATED (SESSION_INVALID,
+   * INVALID_SESSION_TOKEN); FAILED_PRECONDITION (REAUTHENTICATION_REQUIRED).
+   */
+  changePassword: {
+    path: "/otpauth.v1.OtpAuth/ChangePassword" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ChangePasswordRequest): Buffer =>
+      Buffer.from(ChangePasswordRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ChangePasswordRequest => ChangePasswordRequest.decode(value),
+    responseSerialize: (value: ChangePasswordResponse): Buffer =>
+      Buffer.from(ChangePasswordResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ChangePasswordResponse => ChangePasswordResponse.decode(value),
+  },
+  /**
+   * ListSessions lists the live sessions of the caller's account, most recently authenticated
+   * first (at most 100).
+   *
+   * Errors: UNAUTHENTICATED (SESSION_INVALID, INVALID_SESSION_TOKEN).
+   */
+  listSessions: {
+    path: "/otpauth.v1.OtpAuth/ListSessions" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListSessionsRequest): Buffer => Buffer.from(ListSessionsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListSessionsRequest => ListSessionsRequest.decode(value),
+    responseSerialize: (value: ListSessionsResponse): Buffer =>
+      Buffer.from(ListSessionsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListSessionsResponse => ListSessionsResponse.decode(value),
+  },
+  /**
+   * RevokeSession ends one live session of the caller's account, named by its session_id from
+   * ListSessions (the caller's own included).
+   *
+   * Errors: INVALID_ARGUMENT (INVALID_SESSION_ID); UNAUTHENTICATED (SESSION_INVALID,
+   * INVALID_SESSION_TOKEN); NOT_FOUND (SESSION_NOT_FOUND: unknown, already ended, or another
+   * account's, alike).
+   */
+  revokeSession: {
+    path: "/otpauth.v1.OtpAuth/RevokeSession" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RevokeSessionRequest): Buffer => Buffer.from(RevokeSessionRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RevokeSessionRequest => RevokeSessionRequest.decode(value),
+    responseSerialize: (value: RevokeSessionResponse): Buffer =>
+      Buffer.from(RevokeSessionResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RevokeSessionResponse => RevokeSessionResponse.decode(value),
+  },
+  /**
+   * RequestPhoneChange sends a 6-digit code to the new number, to prove it before
+   * ChangePhoneNumber moves the account there. If the new number already belongs to a verified
+   * account the answer is the same, in the same time, and nothing is sent (ChangePhoneNumber then
+   * fails like a wrong code). Send limits apply to the new number as to any other. Needs a
+   * privileged session.
+   *
+   * Errors: INVALID_ARGUMENT (INVALID_PHONE_NUMBER); UNAUTHENTICATED (SESSION_INVALID,
+   * INVALID_SESSION_TOKEN); FAILED_PRECONDITION (REAUTHENTICATION_REQUIRED); RESOURCE_EXHAUSTED
+   * (RESEND_TOO_SOON, NUMBER_SEND_LIMIT, CLIENT_SEND_LIMIT); UNAVAILABLE (SMS_UNAVAILABLE).
+   */
+  requestPhoneChange: {
+    path: "/otpauth.v1.OtpAuth/RequestPhoneChange" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RequestPhoneChangeRequest): Buffer =>
+      Buffer.from(RequestPhoneChangeRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RequestPhoneChangeRequest => RequestPhoneChangeRequest.decode(value),
+    responseSerialize: (value: RequestPhoneChangeResponse): Buffer =>
+      Buffer.from(RequestPhoneChangeResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RequestPhoneChangeResponse => RequestPhoneChangeResponse.decode(value),
+  },
+  /**
+   * ChangePhoneNumber moves the account to the new number with the code from RequestPhoneChange.
+   * The old number gets a notice by SMS (no code in it) and every other session of the account
+   * ends. A wrong code counts against the client lockout like VerifyOtp. Needs a privileged
+   * session.
+   *
+   * Errors: INVALID_ARGUMENT (INVALID_PHONE_NUMBER, INVALID_CODE_FORMAT); UNAUTHENTICATED
+   * (SESSION_INVALID, INVALID_SESSION_TOKEN, INVALID_CREDENTIALS: wrong, expired, used or burned
+   * code, or a number that belongs to another account); FAILED_PRECONDITION
+   * (REAUTHENTICATION_REQUIRED); RESOURCE_EXHAUSTED (CLIENT_LOCKED_OUT).
+   */
+  changePhoneNumber: {
+    path: "/otpauth.v1.OtpAuth/ChangePhoneNumber" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ChangePhoneNumberRequest): Buffer =>
+      Buffer.from(ChangePhoneNumberRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ChangePhoneNumberRequest => ChangePhoneNumberRequest.decode(value),
+    responseSerialize: (value: ChangePhoneNumberResponse): Buffer =>
+      Buffer.from(ChangePhoneNumberResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ChangePhoneNumberResponse => ChangePhoneNumberResponse.decode(value),
+  },
+  /**
+   * DeleteAccount removes the account, all its sessions and its pending codes; its number can
+   * sign up again as new. Send limits already counted against the number stay. Needs a
+   * privileged session.
+   *
+   * Errors: UNAUTHENTICATED (SESSION_INVALID, INVALID_SESSION_TOKEN); FAILED_PRECONDITION
+   * (REAUTHENTICATION_REQUIRED).
+   */
+  deleteAccount: {
+    path: "/otpauth.v1.OtpAuth/DeleteAccount" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DeleteAccountRequest): Buffer => Buffer.from(DeleteAccountRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DeleteAccountRequest => DeleteAccountRequest.decode(value),
+    responseSerialize: (value: DeleteAccountResponse): Buffer =>
+      Buffer.from(DeleteAccountResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DeleteAccountResponse => DeleteAccountResponse.decode(value),
   },
 } as const;
 
@@ -1392,20 +2805,78 @@ export interface OtpAuthServer extends UntypedServiceImplementation {
    */
   login: handleUnaryCall<LoginRequest, LoginResponse>;
   /**
-   * ValidateSession tells an internal service who owns a session token. Not subject to the
-   * client lockout.
+   * ValidateSession tells an internal service who owns a session token, and when its login
+   * happened so the service can apply its own freshness rules. Not subject to the client lockout.
    *
-   * Errors: INVALID_ARGUMENT (INVALID_SESSION_TOKEN: not a token at all); UNAUTHENTICATED
-   * (SESSION_INVALID: unknown, expired or logged out).
+   * Errors: UNAUTHENTICATED (SESSION_INVALID: unknown, expired or ended; INVALID_SESSION_TOKEN:
+   * not a token at all).
    */
   validateSession: handleUnaryCall<ValidateSessionRequest, ValidateSessionResponse>;
   /**
-   * Logout ends a session. It is idempotent: an unknown, expired or already ended session also
-   * answers OK.
-   *
-   * Errors: INVALID_ARGUMENT (INVALID_SESSION_TOKEN).
+   * Logout ends a session, or with all_sessions every session of its account (log out
+   * everywhere). It is idempotent: any token that names no live session, malformed included,
+   * answers OK (there is nothing to end).
    */
   logout: handleUnaryCall<LogoutRequest, LogoutResponse>;
+  /**
+   * ChangePassword sets or replaces the account's password (same rules as Register), ends every
+   * other session of the account (the caller's stays) and lifts the per-number failure cap, so
+   * password login works again. It is also the password reset: RequestLoginCode, Login with the
+   * code, then ChangePassword. Needs a privileged session.
+   *
+   * Errors: INVALID_ARGUMENT (INVALID_PASSWORD); UNAUTHENTICATED (SESSION_INVALID,
+   * INVALID_SESSION_TOKEN); FAILED_PRECONDITION (REAUTHENTICATION_REQUIRED).
+   */
+  changePassword: handleUnaryCall<ChangePasswordRequest, ChangePasswordResponse>;
+  /**
+   * ListSessions lists the live sessions of the caller's account, most recently authenticated
+   * first (at most 100).
+   *
+   * Errors: UNAUTHENTICATED (SESSION_INVALID, INVALID_SESSION_TOKEN).
+   */
+  listSessions: handleUnaryCall<ListSessionsRequest, ListSessionsResponse>;
+  /**
+   * RevokeSession ends one live session of the caller's account, named by its session_id from
+   * ListSessions (the caller's own included).
+   *
+   * Errors: INVALID_ARGUMENT (INVALID_SESSION_ID); UNAUTHENTICATED (SESSION_INVALID,
+   * INVALID_SESSION_TOKEN); NOT_FOUND (SESSION_NOT_FOUND: unknown, already ended, or another
+   * account's, alike).
+   */
+  revokeSession: handleUnaryCall<RevokeSessionRequest, RevokeSessionResponse>;
+  /**
+   * RequestPhoneChange sends a 6-digit code to the new number, to prove it before
+   * ChangePhoneNumber moves the account there. If the new number already belongs to a verified
+   * account the answer is the same, in the same time, and nothing is sent (ChangePhoneNumber then
+   * fails like a wrong code). Send limits apply to the new number as to any other. Needs a
+   * privileged session.
+   *
+   * Errors: INVALID_ARGUMENT (INVALID_PHONE_NUMBER); UNAUTHENTICATED (SESSION_INVALID,
+   * INVALID_SESSION_TOKEN); FAILED_PRECONDITION (REAUTHENTICATION_REQUIRED); RESOURCE_EXHAUSTED
+   * (RESEND_TOO_SOON, NUMBER_SEND_LIMIT, CLIENT_SEND_LIMIT); UNAVAILABLE (SMS_UNAVAILABLE).
+   */
+  requestPhoneChange: handleUnaryCall<RequestPhoneChangeRequest, RequestPhoneChangeResponse>;
+  /**
+   * ChangePhoneNumber moves the account to the new number with the code from RequestPhoneChange.
+   * The old number gets a notice by SMS (no code in it) and every other session of the account
+   * ends. A wrong code counts against the client lockout like VerifyOtp. Needs a privileged
+   * session.
+   *
+   * Errors: INVALID_ARGUMENT (INVALID_PHONE_NUMBER, INVALID_CODE_FORMAT); UNAUTHENTICATED
+   * (SESSION_INVALID, INVALID_SESSION_TOKEN, INVALID_CREDENTIALS: wrong, expired, used or burned
+   * code, or a number that belongs to another account); FAILED_PRECONDITION
+   * (REAUTHENTICATION_REQUIRED); RESOURCE_EXHAUSTED (CLIENT_LOCKED_OUT).
+   */
+  changePhoneNumber: handleUnaryCall<ChangePhoneNumberRequest, ChangePhoneNumberResponse>;
+  /**
+   * DeleteAccount removes the account, all its sessions and its pending codes; its number can
+   * sign up again as new. Send limits already counted against the number stay. Needs a
+   * privileged session.
+   *
+   * Errors: UNAUTHENTICATED (SESSION_INVALID, INVALID_SESSION_TOKEN); FAILED_PRECONDITION
+   * (REAUTHENTICATION_REQUIRED).
+   */
+  deleteAccount: handleUnaryCall<DeleteAccountRequest, DeleteAccountResponse>;
 }
 
 export interface OtpAuthClient extends Client {
@@ -1503,11 +2974,11 @@ export interface OtpAuthClient extends Client {
     callback: (error: ServiceError | null, response: LoginResponse) => void,
   ): ClientUnaryCall;
   /**
-   * ValidateSession tells an internal service who owns a session token. Not subject to the
-   * client lockout.
+   * ValidateSession tells an internal service who owns a session token, and when its login
+   * happened so the service can apply its own freshness rules. Not subject to the client lockout.
    *
-   * Errors: INVALID_ARGUMENT (INVALID_SESSION_TOKEN: not a token at all); UNAUTHENTICATED
-   * (SESSION_INVALID: unknown, expired or logged out).
+   * Errors: UNAUTHENTICATED (SESSION_INVALID: unknown, expired or ended; INVALID_SESSION_TOKEN:
+   * not a token at all).
    */
   validateSession(
     request: ValidateSessionRequest,
@@ -1525,10 +2996,9 @@ export interface OtpAuthClient extends Client {
     callback: (error: ServiceError | null, response: ValidateSessionResponse) => void,
   ): ClientUnaryCall;
   /**
-   * Logout ends a session. It is idempotent: an unknown, expired or already ended session also
-   * answers OK.
-   *
-   * Errors: INVALID_ARGUMENT (INVALID_SESSION_TOKEN).
+   * Logout ends a session, or with all_sessions every session of its account (log out
+   * everywhere). It is idempotent: any token that names no live session, malformed included,
+   * answers OK (there is nothing to end).
    */
   logout(
     request: LogoutRequest,
@@ -1544,6 +3014,149 @@ export interface OtpAuthClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: LogoutResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * ChangePassword sets or replaces the account's password (same rules as Register), ends every
+   * other session of the account (the caller's stays) and lifts the per-number failure cap, so
+   * password login works again. It is also the password reset: RequestLoginCode, Login with the
+   * code, then ChangePassword. Needs a privileged session.
+   *
+   * Errors: INVALID_ARGUMENT (INVALID_PASSWORD); UNAUTHENTICATED (SESSION_INVALID,
+   * INVALID_SESSION_TOKEN); FAILED_PRECONDITION (REAUTHENTICATION_REQUIRED).
+   */
+  changePassword(
+    request: ChangePasswordRequest,
+    callback: (error: ServiceError | null, response: ChangePasswordResponse) => void,
+  ): ClientUnaryCall;
+  changePassword(
+    request: ChangePasswordRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ChangePasswordResponse) => void,
+  ): ClientUnaryCall;
+  changePassword(
+    request: ChangePasswordRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ChangePasswordResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * ListSessions lists the live sessions of the caller's account, most recently authenticated
+   * first (at most 100).
+   *
+   * Errors: UNAUTHENTICATED (SESSION_INVALID, INVALID_SESSION_TOKEN).
+   */
+  listSessions(
+    request: ListSessionsRequest,
+    callback: (error: ServiceError | null, response: ListSessionsResponse) => void,
+  ): ClientUnaryCall;
+  listSessions(
+    request: ListSessionsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListSessionsResponse) => void,
+  ): ClientUnaryCall;
+  listSessions(
+    request: ListSessionsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListSessionsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * RevokeSession ends one live session of the caller's account, named by its session_id from
+   * ListSessions (the caller's own included).
+   *
+   * Errors: INVALID_ARGUMENT (INVALID_SESSION_ID); UNAUTHENTICATED (SESSION_INVALID,
+   * INVALID_SESSION_TOKEN); NOT_FOUND (SESSION_NOT_FOUND: unknown, already ended, or another
+   * account's, alike).
+   */
+  revokeSession(
+    request: RevokeSessionRequest,
+    callback: (error: ServiceError | null, response: RevokeSessionResponse) => void,
+  ): ClientUnaryCall;
+  revokeSession(
+    request: RevokeSessionRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RevokeSessionResponse) => void,
+  ): ClientUnaryCall;
+  revokeSession(
+    request: RevokeSessionRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RevokeSessionResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * RequestPhoneChange sends a 6-digit code to the new number, to prove it before
+   * ChangePhoneNumber moves the account there. If the new number already belongs to a verified
+   * account the answer is the same, in the same time, and nothing is sent (ChangePhoneNumber then
+   * fails like a wrong code). Send limits apply to the new number as to any other. Needs a
+   * privileged session.
+   *
+   * Errors: INVALID_ARGUMENT (INVALID_PHONE_NUMBER); UNAUTHENTICATED (SESSION_INVALID,
+   * INVALID_SESSION_TOKEN); FAILED_PRECONDITION (REAUTHENTICATION_REQUIRED); RESOURCE_EXHAUSTED
+   * (RESEND_TOO_SOON, NUMBER_SEND_LIMIT, CLIENT_SEND_LIMIT); UNAVAILABLE (SMS_UNAVAILABLE).
+   */
+  requestPhoneChange(
+    request: RequestPhoneChangeRequest,
+    callback: (error: ServiceError | null, response: RequestPhoneChangeResponse) => void,
+  ): ClientUnaryCall;
+  requestPhoneChange(
+    request: RequestPhoneChangeRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RequestPhoneChangeResponse) => void,
+  ): ClientUnaryCall;
+  requestPhoneChange(
+    request: RequestPhoneChangeRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RequestPhoneChangeResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * ChangePhoneNumber moves the account to the new number with the code from RequestPhoneChange.
+   * The old number gets a notice by SMS (no code in it) and every other session of the account
+   * ends. A wrong code counts against the client lockout like VerifyOtp. Needs a privileged
+   * session.
+   *
+   * Errors: INVALID_ARGUMENT (INVALID_PHONE_NUMBER, INVALID_CODE_FORMAT); UNAUTHENTICATED
+   * (SESSION_INVALID, INVALID_SESSION_TOKEN, INVALID_CREDENTIALS: wrong, expired, used or burned
+   * code, or a number that belongs to another account); FAILED_PRECONDITION
+   * (REAUTHENTICATION_REQUIRED); RESOURCE_EXHAUSTED (CLIENT_LOCKED_OUT).
+   */
+  changePhoneNumber(
+    request: ChangePhoneNumberRequest,
+    callback: (error: ServiceError | null, response: ChangePhoneNumberResponse) => void,
+  ): ClientUnaryCall;
+  changePhoneNumber(
+    request: ChangePhoneNumberRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ChangePhoneNumberResponse) => void,
+  ): ClientUnaryCall;
+  changePhoneNumber(
+    request: ChangePhoneNumberRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ChangePhoneNumberResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * DeleteAccount removes the account, all its sessions and its pending codes; its number can
+   * sign up again as new. Send limits already counted against the number stay. Needs a
+   * privileged session.
+   *
+   * Errors: UNAUTHENTICATED (SESSION_INVALID, INVALID_SESSION_TOKEN); FAILED_PRECONDITION
+   * (REAUTHENTICATION_REQUIRED).
+   */
+  deleteAccount(
+    request: DeleteAccountRequest,
+    callback: (error: ServiceError | null, response: DeleteAccountResponse) => void,
+  ): ClientUnaryCall;
+  deleteAccount(
+    request: DeleteAccountRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: DeleteAccountResponse) => void,
+  ): ClientUnaryCall;
+  deleteAccount(
+    request: DeleteAccountRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: DeleteAccountResponse) => void,
   ): ClientUnaryCall;
 }
 
