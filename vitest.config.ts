@@ -15,6 +15,11 @@ const RULE_TESTS = [
   'test/attack-brute-force.test.ts',
   'test/attack-enumeration.test.ts',
   'test/enumeration-oracles.test.ts',
+  'test/session-management.test.ts',
+  'test/change-password.test.ts',
+  'test/phone-change.test.ts',
+  'test/delete-account.test.ts',
+  'test/resend-after-verify.test.ts',
 ]
 
 export default defineConfig({
