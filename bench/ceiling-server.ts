@@ -36,9 +36,34 @@ const implementation: OtpAuthServer = {
     })
   },
   validateSession: (_call, callback) => {
-    callback(null, { userId, phoneNumber: '+447100000000', expiresAt })
+    callback(null, {
+      userId,
+      phoneNumber: '+447100000000',
+      expiresAt,
+      sessionId: '5d0c1f7e-2b9a-4c1e-8f3d-6a7b8c9d0e1f',
+      authenticatedAt: new Date(expiresAt.getTime() - 86_400_000),
+    })
   },
   logout: (_call, callback) => {
+    callback(null, {})
+  },
+  // Not benchmarked; answered so the server implements the whole contract.
+  changePassword: (_call, callback) => {
+    callback(null, {})
+  },
+  listSessions: (_call, callback) => {
+    callback(null, { sessions: [] })
+  },
+  revokeSession: (_call, callback) => {
+    callback(null, {})
+  },
+  requestPhoneChange: (_call, callback) => {
+    callback(null, codeSent)
+  },
+  changePhoneNumber: (_call, callback) => {
+    callback(null, { phoneNumber: '+447100000000' })
+  },
+  deleteAccount: (_call, callback) => {
     callback(null, {})
   },
 }

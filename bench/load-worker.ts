@@ -321,7 +321,10 @@ async function run(spec: WorkerSpec): Promise<WorkerResult> {
         if (await requestCode(index)) {
           const token = await loginWithCode(index)
           if (token !== undefined) {
-            await call(LOGOUT, LogoutRequest.encode({ sessionToken: token }).finish())
+            await call(
+              LOGOUT,
+              LogoutRequest.encode({ sessionToken: token, allSessions: false }).finish(),
+            )
           }
         }
         return true

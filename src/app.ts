@@ -114,7 +114,9 @@ export async function startApp(
       codeMaxAttempts: config.codeMaxAttempts,
       sessionTtlMs: config.sessionTtlSeconds * 1000,
       numberFailureLimit: config.numberFailureLimit,
+      privilegedSessionMs: config.privilegedSessionSeconds * 1000,
     },
+    log,
   })
 
   const gatewayPass = new GatewayPass()

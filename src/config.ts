@@ -43,6 +43,8 @@ export interface Config {
   lockoutSeconds: number
   numberFailureLimit: number
   sessionTtlSeconds: number
+  /** How long after its login a session may change the password, the number or delete the account. */
+  privilegedSessionSeconds: number
   cacheMax: number
   maxMessageBytes: number
   argon2: { memoryKib: number; timeCost: number; parallelism: number }
@@ -236,6 +238,7 @@ export function loadConfig(env: Env): Readonly<Config> {
     // NIST 800-63B caps consecutive failures per account at 100.
     numberFailureLimit: int('OTPAUTH_NUMBER_FAILURE_LIMIT', 100, 1, 100),
     sessionTtlSeconds: int('OTPAUTH_SESSION_TTL_SECONDS', 86_400, 60, 90 * 86_400),
+    privilegedSessionSeconds: int('OTPAUTH_PRIVILEGED_SESSION_SECONDS', 600, 10, 86_400),
     cacheMax: int('OTPAUTH_CACHE_MAX', 100_000, 100, 10_000_000),
     maxMessageBytes: int('OTPAUTH_MAX_MESSAGE_BYTES', 16_384, 1024, 4 * 1024 * 1024),
     argon2: {

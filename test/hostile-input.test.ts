@@ -406,7 +406,8 @@ function validRequest(rpc: string): Buffer {
         credential: { $case: 'password', value: 'a sound password' },
       }).finish(),
     ValidateSession: () => ValidateSessionRequest.encode({ sessionToken: 'A'.repeat(43) }).finish(),
-    Logout: () => LogoutRequest.encode({ sessionToken: 'A'.repeat(43) }).finish(),
+    Logout: () =>
+      LogoutRequest.encode({ sessionToken: 'A'.repeat(43), allSessions: false }).finish(),
   }[rpc]
   if (bytes === undefined) throw new Error(rpc)
   return Buffer.from(bytes())

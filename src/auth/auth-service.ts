@@ -1,5 +1,14 @@
+import type { Logger } from 'pino'
 import { AuthError } from './auth-error.js'
-import type { AnswerResult, AuthStore, CodeStore, SendLimiter, User } from './auth-store.js'
+import type {
+  AnswerResult,
+  AuthStore,
+  CodeStore,
+  SendLimiter,
+  SessionProof,
+  SessionRecord,
+  User,
+} from './auth-store.js'
 import type { ClientLockout } from './client-lockout.js'
 import type { Clock } from './clock.js'
 import {
@@ -14,7 +23,9 @@ import type { PhoneParser } from './phone.js'
 import type { SendPacer } from './send-pacer.js'
 import {
   hashSessionToken,
+  isSessionToken,
   newSessionToken,
+  parseSessionId,
   parseSessionToken,
   type RandomBytes,
 } from './session-token.js'
@@ -27,7 +38,12 @@ export interface AuthPolicy {
   sessionTtlMs: number
   /** Consecutive failed logins per number before password login is refused (NIST: at most 100). */
   numberFailureLimit: number
+  /** How long after its login a session may make sensitive changes. */
+  privilegedSessionMs: number
 }
+
+// ListSessions answers at most this many: an answer stays far below the 16 KiB message cap.
+export const SESSION_LIST_LIMIT = 100
 
 export interface AuthServiceDeps {
   phones: PhoneParser
@@ -44,6 +60,7 @@ export interface AuthServiceDeps {
   lockout: ClientLockout
   pacer: SendPacer
   policy: AuthPolicy
+  log: Logger
 }
 
 /** Who is calling: the key limits and lockouts are counted against (see clientKey). */
@@ -62,10 +79,10 @@ export interface Session {
   expiresAt: number
 }
 
-export interface SessionInfo {
-  userId: string
-  phone: string
-  expiresAt: number
+/** A live session as ListSessions shows it. */
+export interface ListedSession extends SessionRecord {
+  /** True for the session whose token made the call. */
+  current: boolean
 }
 
 export type Credential = { kind: 'password'; value: string } | { kind: 'code'; value: string }
@@ -108,12 +125,12 @@ export class AuthService {
           // A challenge no code can answer (codes are 6 digits; this is the empty code's MAC): it
           // remembers the password exactly as for a pending number, so a Login with it answers
           // the same for both (see #loginWithPassword).
-          await this.#issue('register', phone, '', passwordHash, caller)
+          await this.#issue('register', numberChallenge(phone), '', passwordHash, caller)
         }
         await this.#d.pacer.pace()
         return this.#codeSent(reservation.resendAvailableAt)
       }
-      await this.#sendCode('register', phone, passwordHash, caller)
+      await this.#sendCode('register', phone, passwordHash, caller, numberChallenge(phone))
       return this.#codeSent(reservation.resendAvailableAt)
     } catch (error) {
       await reservation.release()
@@ -130,7 +147,7 @@ export class AuthService {
     const phone = this.#phones.parse(input.phone)
     const code = parseCode(input.code)
     await this.#withTry(caller, phone, async () => {
-      const answer = await this.#answer('register', phone, code)
+      const answer = await this.#answer('register', numberChallenge(phone), code)
       if (!answer.ok) return undefined
       // The code proves the phone, not who chose the password: anyone can Register a pending
       // number and have a code sent to its owner, who may then enter it. So the password given
@@ -144,6 +161,7 @@ export class AuthService {
       )
       return true
     })
+    await this.#d.throttle.endCooldown(phone, clock.now())
   }
 
   /**
@@ -158,7 +176,7 @@ export class AuthService {
     try {
       const user = await this.#d.store.findUserByPhone(phone)
       if (user?.verifiedAt == null) await this.#d.pacer.pace()
-      else await this.#sendCode('login', phone, null, caller)
+      else await this.#sendCode('login', phone, null, caller, numberChallenge(phone))
       return this.#codeSent(reservation.resendAvailableAt)
     } catch (error) {
       await reservation.release()
@@ -188,17 +206,173 @@ export class AuthService {
   }
 
   /** validateSession tells who owns a live session. Throws INVALID_SESSION_TOKEN, SESSION_INVALID. */
-  async validateSession(input: { token: string }): Promise<SessionInfo> {
-    const token = parseSessionToken(input.token)
-    const session = await this.#d.store.findSession(hashSessionToken(token), this.#d.clock.now())
-    if (session === undefined) throw new AuthError('SESSION_INVALID')
-    return session
+  async validateSession(input: { token: string }): Promise<SessionRecord> {
+    return (await this.#liveSession(input.token)).session
   }
 
-  /** logout ends a session; ending an unknown or ended one succeeds too. Throws INVALID_SESSION_TOKEN. */
-  async logout(input: { token: string }): Promise<void> {
-    const token = parseSessionToken(input.token)
-    await this.#d.store.deleteSession(hashSessionToken(token))
+  /**
+   * logout ends a session, or every session of its account; a token that names no live session,
+   * malformed included, has nothing to end and succeeds too.
+   */
+  async logout(input: { token: string; allSessions: boolean }): Promise<void> {
+    if (!isSessionToken(input.token)) return
+    const tokenHash = hashSessionToken(input.token)
+    if (input.allSessions) await this.#d.store.endAllSessions(tokenHash, this.#d.clock.now())
+    else await this.#d.store.deleteSession(tokenHash)
+  }
+
+  /** listSessions lists the caller's account's live sessions. Throws INVALID_SESSION_TOKEN, SESSION_INVALID. */
+  async listSessions(input: { token: string }): Promise<ListedSession[]> {
+    const { session } = await this.#liveSession(input.token)
+    const sessions = await this.#d.store.listSessions(
+      session.userId,
+      this.#d.clock.now(),
+      SESSION_LIST_LIMIT,
+    )
+    return sessions.map((s) => ({ ...s, current: s.id === session.id }))
+  }
+
+  /**
+   * revokeSession ends one session of the caller's account. An id that is unknown, ended or
+   * another account's is the same SESSION_NOT_FOUND.
+   * Throws INVALID_SESSION_ID, INVALID_SESSION_TOKEN, SESSION_INVALID, SESSION_NOT_FOUND.
+   */
+  async revokeSession(input: { token: string; sessionId: string }): Promise<void> {
+    const sessionId = parseSessionId(input.sessionId)
+    const { session } = await this.#liveSession(input.token)
+    if (!(await this.#d.store.revokeSession(session.userId, sessionId))) {
+      throw new AuthError('SESSION_NOT_FOUND')
+    }
+  }
+
+  /**
+   * changePassword sets or replaces the password of a privileged session's account, ends the
+   * account's other sessions and lifts the per-number failure cap.
+   * Throws INVALID_PASSWORD, INVALID_SESSION_TOKEN, SESSION_INVALID, REAUTHENTICATION_REQUIRED.
+   */
+  async changePassword(input: { token: string; newPassword: string }): Promise<void> {
+    const password = parseNewPassword(input.newPassword)
+    const { tokenHash } = await this.#privilegedSession(input.token)
+    const passwordHash = await this.#d.hasher.hash(password)
+    if (!(await this.#d.store.changePassword(this.#proof(tokenHash), passwordHash))) {
+      throw new AuthError('SESSION_INVALID')
+    }
+  }
+
+  /**
+   * requestPhoneChange sends a code to the new number of a privileged session's account. A number
+   * that belongs to a verified account gets the same answer, in the same time, and no SMS.
+   * Throws INVALID_PHONE_NUMBER, INVALID_SESSION_TOKEN, SESSION_INVALID, REAUTHENTICATION_REQUIRED,
+   * RESEND_TOO_SOON, NUMBER_SEND_LIMIT, CLIENT_SEND_LIMIT, SMS_UNAVAILABLE.
+   */
+  async requestPhoneChange(
+    input: { token: string; newPhone: string },
+    caller: Caller,
+  ): Promise<CodeSent> {
+    const phone = this.#phones.parse(input.newPhone)
+    const { session } = await this.#privilegedSession(input.token)
+    const challenge = phoneChangeChallenge(session.userId, phone)
+    const reservation = await this.#d.throttle.reserve(phone, caller.clientKey, this.#d.clock.now())
+    try {
+      const holder = await this.#d.store.findUserByPhone(phone)
+      if (holder?.verifiedAt == null) {
+        await this.#sendCode('phone_change', phone, null, caller, challenge)
+      } else {
+        // A challenge no code can answer replaces any earlier one, exactly as a real send would.
+        await this.#issue('phone_change', challenge, '', null, caller)
+        await this.#d.pacer.pace()
+      }
+      return this.#codeSent(reservation.resendAvailableAt)
+    } catch (error) {
+      await reservation.release()
+      throw error
+    }
+  }
+
+  /**
+   * changePhoneNumber moves a privileged session's account to the new number with the code sent
+   * to it, ends the account's other sessions and tells the old number. Returns the new number.
+   * Throws INVALID_PHONE_NUMBER, INVALID_CODE_FORMAT, INVALID_SESSION_TOKEN, SESSION_INVALID,
+   * REAUTHENTICATION_REQUIRED, CLIENT_LOCKED_OUT, INVALID_CREDENTIALS.
+   */
+  async changePhoneNumber(
+    input: { token: string; newPhone: string; code: string },
+    caller: Caller,
+  ): Promise<string> {
+    const phone = this.#phones.parse(input.newPhone)
+    const code = parseCode(input.code)
+    const { session, tokenHash } = await this.#privilegedSession(input.token)
+    const oldPhone = await this.#withTry(caller, phone, async () => {
+      const answer = await this.#answer(
+        'phone_change',
+        phoneChangeChallenge(session.userId, phone),
+        code,
+      )
+      if (!answer.ok) return undefined
+      const change = await this.#d.store.changePhone(this.#proof(tokenHash), phone)
+      if (change.changed) return change.oldPhone
+      // Taken since the code was sent: the same answer as a wrong code.
+      if (change.why === 'taken') return undefined
+      throw new AuthError('SESSION_INVALID')
+    })
+    await this.#d.throttle.endCooldown(phone, this.#d.clock.now())
+    await this.#sendNotice(oldPhone)
+    return phone
+  }
+
+  /**
+   * deleteAccount removes a privileged session's account with its sessions and pending codes.
+   * Throws INVALID_SESSION_TOKEN, SESSION_INVALID, REAUTHENTICATION_REQUIRED.
+   */
+  async deleteAccount(input: { token: string }): Promise<void> {
+    const { tokenHash } = await this.#privilegedSession(input.token)
+    const user = await this.#d.store.deleteAccount(this.#proof(tokenHash))
+    if (user === undefined) throw new AuthError('SESSION_INVALID')
+    // On PostgreSQL the account's transaction already removed them; this finds none there.
+    await this.#d.codes.discard([
+      { purpose: 'register', subject: user.phone },
+      { purpose: 'login', subject: user.phone },
+      { purpose: 'phone_change', subject: user.id },
+    ])
+  }
+
+  /** #liveSession finds the token's live session. Throws INVALID_SESSION_TOKEN, SESSION_INVALID. */
+  async #liveSession(raw: string): Promise<{ session: SessionRecord; tokenHash: Buffer }> {
+    const tokenHash = hashSessionToken(parseSessionToken(raw))
+    const session = await this.#d.store.findSession(tokenHash, this.#d.clock.now())
+    if (session === undefined) throw new AuthError('SESSION_INVALID')
+    return { session, tokenHash }
+  }
+
+  /**
+   * #privilegedSession finds the token's live session and checks that its login is recent enough
+   * for a sensitive change. The change itself re-checks both in its store step (see SessionProof).
+   * Throws INVALID_SESSION_TOKEN, SESSION_INVALID, REAUTHENTICATION_REQUIRED.
+   */
+  async #privilegedSession(raw: string): Promise<{ session: SessionRecord; tokenHash: Buffer }> {
+    const found = await this.#liveSession(raw)
+    if (found.session.authenticatedAt <= this.#proof(found.tokenHash).authenticatedSince) {
+      throw new AuthError('REAUTHENTICATION_REQUIRED')
+    }
+    return found
+  }
+
+  #proof(tokenHash: Buffer): SessionProof {
+    const now = this.#d.clock.now()
+    return { tokenHash, now, authenticatedSince: now - this.#d.policy.privilegedSessionMs }
+  }
+
+  /** #sendNotice tells a number about a change to its account; a failure is logged, not thrown. */
+  async #sendNotice(phone: string): Promise<void> {
+    const text =
+      'The phone number of your account was changed to another number. If this was not you, ' +
+      'contact support now.'
+    try {
+      await this.#d.sms.send({ phone, code: '', purpose: 'phone_change_notice', text })
+    } catch (err) {
+      // The change is made and the new number proven; a lost notice must not undo or fail it.
+      this.#d.log.warn({ err }, 'phone change notice to the old number could not be sent')
+    }
   }
 
   async #loginWithPassword(phone: string, password: string, caller: Caller): Promise<Session> {
@@ -235,13 +409,13 @@ export class AuthService {
     if (outcome !== 'succeed' || user === undefined) throw new AuthError('INVALID_CREDENTIALS')
     await store.clearNumberFailures(phone)
     await attempt.succeed()
-    return this.#startSession(user)
+    return this.#startSession(user, caller)
   }
 
   async #loginWithCode(phone: string, code: string, caller: Caller): Promise<Session> {
     const { store, clock } = this.#d
     const user = await this.#withTry(caller, phone, async () => {
-      const answer = await this.#answer('login', phone, code)
+      const answer = await this.#answer('login', numberChallenge(phone), code)
       const found = answer.ok ? await store.findUserByPhone(phone) : undefined
       if (found?.verifiedAt == null) {
         await store.addNumberFailure(phone, clock.now())
@@ -250,7 +424,8 @@ export class AuthService {
       await store.clearNumberFailures(phone)
       return found
     })
-    return this.#startSession(user)
+    await this.#d.throttle.endCooldown(phone, clock.now())
+    return this.#startSession(user, caller)
   }
 
   /**
@@ -279,17 +454,24 @@ export class AuthService {
     return result
   }
 
-  #answer(purpose: CodePurpose, phone: string, code: string): Promise<AnswerResult> {
-    const candidates = this.#d.codeHasher.candidates(purpose, phone, code)
-    return this.#d.codes.answer(purpose, phone, candidates, this.#d.clock.now())
+  #answer(purpose: CodePurpose, challenge: ChallengeKey, code: string): Promise<AnswerResult> {
+    const candidates = this.#d.codeHasher.candidates(purpose, challenge.boundTo, code)
+    return this.#d.codes.answer(purpose, challenge.subject, candidates, this.#d.clock.now())
   }
 
-  async #startSession(user: User): Promise<Session> {
-    const { store, clock, randomBytes, policy } = this.#d
+  async #startSession(user: User, caller: Caller): Promise<Session> {
+    const { store, clock, randomBytes, policy, newId } = this.#d
     const now = clock.now()
     const token = newSessionToken(randomBytes)
     const expiresAt = now + policy.sessionTtlMs
-    await store.createSession(hashSessionToken(token), user.id, now, expiresAt)
+    await store.createSession({
+      tokenHash: hashSessionToken(token),
+      id: newId(),
+      userId: user.id,
+      clientKey: caller.clientKey,
+      now,
+      expiresAt,
+    })
     return { token, userId: user.id, expiresAt }
   }
 
@@ -298,14 +480,12 @@ export class AuthService {
     phone: string,
     passwordHash: string | null,
     caller: Caller,
+    challenge: ChallengeKey,
   ): Promise<void> {
     const { sms, randomInt, pacer, policy } = this.#d
     const code = generateCode(randomInt)
     const minutes = Math.round(policy.codeTtlMs / 60_000)
-    const text =
-      purpose === 'register'
-        ? `Your sign-up code is ${code}. It expires in ${minutes} minutes. Do not share it.`
-        : `Your login code is ${code}. It expires in ${minutes} minutes. Do not share it.`
+    const text = `${CODE_TEXT[purpose]} ${code}. It expires in ${minutes} minutes. Do not share it.`
     // Timed on the monotonic clock: the injected clock is wall time (a step would poison the
     // average) and stands still in tests (the pacer would learn 0 ms and never pace).
     const started = performance.now()
@@ -317,12 +497,12 @@ export class AuthService {
     }
     pacer.observe(performance.now() - started, true)
     // Stored only once the SMS is accepted: a failed send leaves the previous code valid.
-    await this.#issue(purpose, phone, code, passwordHash, caller)
+    await this.#issue(purpose, challenge, code, passwordHash, caller)
   }
 
   #issue(
     purpose: CodePurpose,
-    phone: string,
+    challenge: ChallengeKey,
     code: string,
     passwordHash: string | null,
     caller: Caller,
@@ -330,8 +510,8 @@ export class AuthService {
     const { policy, clock } = this.#d
     return this.#d.codes.issue({
       purpose,
-      phone,
-      codeHash: this.#d.codeHasher.hash(purpose, phone, code),
+      subject: challenge.subject,
+      codeHash: this.#d.codeHasher.hash(purpose, challenge.boundTo, code),
       expiresAt: clock.now() + policy.codeTtlMs,
       maxAttempts: policy.codeMaxAttempts,
       passwordHash,
@@ -342,4 +522,29 @@ export class AuthService {
   #codeSent(resendAvailableAt: number): CodeSent {
     return { codeExpiresAt: this.#d.clock.now() + this.#d.policy.codeTtlMs, resendAvailableAt }
   }
+}
+
+const CODE_TEXT: Record<CodePurpose, string> = {
+  register: 'Your sign-up code is',
+  login: 'Your login code is',
+  phone_change: 'Your code to move your account to this number is',
+}
+
+/** Where a challenge is kept (subject) and what its code's MAC binds it to. */
+interface ChallengeKey {
+  subject: string
+  boundTo: string
+}
+
+/** Sign-up and login codes: one per number. */
+function numberChallenge(phone: string): ChallengeKey {
+  return { subject: phone, boundTo: phone }
+}
+
+/**
+ * Phone change codes: one per account (a new request replaces the last), and valid only for the
+ * number it was sent to, so neither another account nor another number can use it.
+ */
+function phoneChangeChallenge(userId: string, newPhone: string): ChallengeKey {
+  return { subject: userId, boundTo: `${userId}\0${newPhone}` }
 }

@@ -10,11 +10,47 @@ export interface User {
   readonly verifiedAt: number | null
 }
 
+/** SessionRecord is a live session as the store has it. The token itself is never stored. */
 export interface SessionRecord {
+  /** Public id (UUID): what ListSessions shows and RevokeSession takes. */
+  readonly id: string
   readonly userId: string
+  /** The account's number now, E.164. */
   readonly phone: string
+  readonly createdAt: number
+  /** When the login behind this session happened: what makes a session privileged. */
+  readonly authenticatedAt: number
+  readonly expiresAt: number
+  /** The client key of the Login that started it. */
+  readonly clientKey: string
+}
+
+export interface NewSession {
+  readonly tokenHash: Buffer
+  readonly id: string
+  readonly userId: string
+  readonly clientKey: string
+  /** Login time: the session's creation and authentication time. */
+  readonly now: number
   readonly expiresAt: number
 }
+
+/**
+ * SessionProof names the session a sensitive change rests on. The store makes the change only
+ * while that session is live (`expires_at > now`) and privileged (`authenticated_at > since`),
+ * checked in the same atomic step as the change, so a session ended a moment before cannot slip
+ * a change through.
+ */
+export interface SessionProof {
+  readonly tokenHash: Buffer
+  readonly now: number
+  /** Logins at or before this instant are too old for a sensitive change. */
+  readonly authenticatedSince: number
+}
+
+/** The outcome of changePhone: moved, or why not. */
+export type PhoneChange =
+  { changed: true; oldPhone: string } | { changed: false; why: 'session' | 'taken' }
 
 /** The client lockout's limits, passed to the store that counts against them. */
 export interface LockoutLimits {
@@ -76,9 +112,31 @@ export interface AuthStore {
   addNumberFailure(phone: string, now: number): Promise<void>
   clearNumberFailures(phone: string): Promise<void>
 
-  createSession(tokenHash: Buffer, userId: string, now: number, expiresAt: number): Promise<void>
+  createSession(session: NewSession): Promise<void>
   findSession(tokenHash: Buffer, now: number): Promise<SessionRecord | undefined>
+  /** listSessions is the account's live sessions, most recently authenticated first. */
+  listSessions(userId: string, now: number, limit: number): Promise<SessionRecord[]>
   deleteSession(tokenHash: Buffer): Promise<void>
+  /** revokeSession ends the account's session with this public id; false if it has none. */
+  revokeSession(userId: string, sessionId: string): Promise<boolean>
+  /** endAllSessions ends every session of the account the token's live session belongs to. */
+  endAllSessions(tokenHash: Buffer, now: number): Promise<void>
+
+  /**
+   * changePassword sets the account's password, ends its other sessions and clears the
+   * number's failure count, in one step. False when the proof no longer holds (nothing changed).
+   */
+  changePassword(proof: SessionProof, passwordHash: string): Promise<boolean>
+  /**
+   * changePhone moves the account to `newPhone` and ends its other sessions, in one step. A
+   * pending account on the new number is removed; a verified one makes it `taken`.
+   */
+  changePhone(proof: SessionProof, newPhone: string): Promise<PhoneChange>
+  /**
+   * deleteAccount removes the account with its sessions and per-number failure count (and, where
+   * this store keeps codes, its codes), in one step. Undefined when the proof no longer holds.
+   */
+  deleteAccount(proof: SessionProof): Promise<User | undefined>
 
   /**
    * pruneExpired drops ended sessions and codes, lifted lockouts, stale failures and send records,
@@ -95,7 +153,8 @@ export interface AuthStore {
 /** A challenge as stored: a code that was sent and may still be answered. The code is never kept. */
 export interface NewChallenge {
   readonly purpose: CodePurpose
-  readonly phone: string
+  /** What the challenge is for: the phone number; for a phone change, the account id. */
+  readonly subject: string
   /** HMAC of the code under the current key. */
   readonly codeHash: Buffer
   readonly expiresAt: number
@@ -118,7 +177,7 @@ export type AnswerResult =
  * yields at most one success.
  */
 export interface CodeStore {
-  /** issue stores a challenge, replacing any earlier one for the same purpose and number. */
+  /** issue stores a challenge, replacing any earlier one for the same purpose and subject. */
   issue(challenge: NewChallenge): Promise<void>
   /**
    * answer counts a try against the live challenge and compares the stored MAC with each of
@@ -127,7 +186,7 @@ export interface CodeStore {
    */
   answer(
     purpose: CodePurpose,
-    phone: string,
+    subject: string,
     candidates: readonly Buffer[],
     now: number,
   ): Promise<AnswerResult>
@@ -136,6 +195,8 @@ export interface CodeStore {
    * if that challenge was asked for by this client. Reading it counts no try.
    */
   pendingPassword(phone: string, clientKey: string, now: number): Promise<string | undefined>
+  /** discard drops the live challenges of an account that is gone. */
+  discard(challenges: readonly { purpose: CodePurpose; subject: string }[]): Promise<void>
   /** size is the number of challenges held in this process (for the metrics gauge), if any. */
   size(): number | undefined
 }
@@ -161,4 +222,9 @@ export interface SendLimits {
  */
 export interface SendLimiter {
   reserve(phone: string, clientKey: string, now: number): Promise<SendReservation>
+  /**
+   * endCooldown ends the number's resend cooldown: a code sent to it was answered correctly, so
+   * the next code may go at once. The hourly cap still counts every send.
+   */
+  endCooldown(phone: string, now: number): Promise<void>
 }

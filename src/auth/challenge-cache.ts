@@ -40,7 +40,7 @@ export class ChallengeCache implements CodeStore {
   }
 
   issue(c: NewChallenge): Promise<void> {
-    this.#cache.set(key(c.purpose, c.phone), {
+    this.#cache.set(key(c.purpose, c.subject), {
       codeHash: c.codeHash,
       expiresAt: c.expiresAt,
       attemptsLeft: c.maxAttempts,
@@ -59,11 +59,11 @@ export class ChallengeCache implements CodeStore {
 
   answer(
     purpose: CodePurpose,
-    phone: string,
+    subject: string,
     candidates: readonly Buffer[],
     now: number,
   ): Promise<AnswerResult> {
-    const k = key(purpose, phone)
+    const k = key(purpose, subject)
     const challenge = this.#cache.get(k)
     if (challenge === undefined || challenge.expiresAt <= now) {
       return Promise.resolve({ ok: false, compared: false })
@@ -82,11 +82,16 @@ export class ChallengeCache implements CodeStore {
     )
   }
 
+  discard(challenges: readonly { purpose: CodePurpose; subject: string }[]): Promise<void> {
+    for (const c of challenges) this.#cache.delete(key(c.purpose, c.subject))
+    return Promise.resolve()
+  }
+
   size(): number {
     return this.#cache.size
   }
 }
 
-function key(purpose: CodePurpose, phone: string): string {
-  return `${purpose}:${phone}`
+function key(purpose: CodePurpose, subject: string): string {
+  return `${purpose}:${subject}`
 }

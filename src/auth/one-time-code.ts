@@ -6,7 +6,7 @@ const CODE_SPACE = 10 ** CODE_LENGTH
 const CODE_PATTERN = /^[0-9]{6}$/
 
 /** What a code is for; a code issued for one purpose never satisfies another. */
-export type CodePurpose = 'register' | 'login'
+export type CodePurpose = 'register' | 'login' | 'phone_change'
 
 /** RandomInt returns a uniform integer in [0, max) from a CSPRNG (crypto.randomInt in production). */
 export type RandomInt = (max: number) => number
@@ -42,14 +42,17 @@ export class CodeHasher {
     this.#keys = keys.map((k) => Buffer.from(k))
   }
 
-  /** hash is the MAC a new code is stored as (current key). */
-  hash(purpose: CodePurpose, phone: string, code: string): Buffer {
-    return mac(this.#keys[0] as Buffer, purpose, phone, code)
+  /**
+   * hash is the MAC a new code is stored as (current key). `boundTo` is everything the code is
+   * for: the phone number, or for a phone change the account and the new number.
+   */
+  hash(purpose: CodePurpose, boundTo: string, code: string): Buffer {
+    return mac(this.#keys[0] as Buffer, purpose, boundTo, code)
   }
 
   /** candidates are the code's MACs under every accepted key, current first. */
-  candidates(purpose: CodePurpose, phone: string, code: string): Buffer[] {
-    return this.#keys.map((k) => mac(k, purpose, phone, code))
+  candidates(purpose: CodePurpose, boundTo: string, code: string): Buffer[] {
+    return this.#keys.map((k) => mac(k, purpose, boundTo, code))
   }
 }
 
@@ -64,6 +67,6 @@ export function keyFingerprint(key: Buffer): string {
     .slice(0, 32)
 }
 
-function mac(key: Buffer, purpose: CodePurpose, phone: string, code: string): Buffer {
-  return createHmac('sha256', key).update(`${purpose}\0${phone}\0${code}`).digest()
+function mac(key: Buffer, purpose: CodePurpose, boundTo: string, code: string): Buffer {
+  return createHmac('sha256', key).update(`${purpose}\0${boundTo}\0${code}`).digest()
 }

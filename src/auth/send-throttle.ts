@@ -14,6 +14,12 @@ export interface Bucket {
   updatedAt: number
 }
 
+/** A number's sends of the last hour (oldest first) and when a code sent to it was last answered. */
+interface NumberSends {
+  times: number[]
+  cooldownEndedAt: number
+}
+
 /**
  * SendThrottle is the embedded SendLimiter. It limits how often codes are sent, so nobody gets unlimited guesses (or unlimited SMS
  * spend) by asking for new codes. It applies to every number alike, registered or not, so its
@@ -21,7 +27,7 @@ export interface Bucket {
  */
 export class SendThrottle implements SendLimiter {
   readonly #options: SendThrottleOptions
-  readonly #numbers: LRUCache<string, number[]>
+  readonly #numbers: LRUCache<string, NumberSends>
   readonly #clients: LRUCache<string, Bucket>
 
   constructor(options: SendThrottleOptions) {
@@ -39,16 +45,24 @@ export class SendThrottle implements SendLimiter {
     }
   }
 
+  endCooldown(phone: string, now: number): Promise<void> {
+    const stored = this.#numbers.get(phone)
+    if (stored !== undefined) stored.cooldownEndedAt = Math.max(stored.cooldownEndedAt, now)
+    return Promise.resolve()
+  }
+
   #reserve(phone: string, clientKey: string, now: number): SendReservation {
     const limits = this.#options
-    const sends = (this.#numbers.get(phone) ?? []).filter((t) => t > now - HOUR_MS)
-    const refusal = numberRefusal(sends, now, limits)
+    const stored = this.#numbers.get(phone)
+    const times = (stored?.times ?? []).filter((t) => t > now - HOUR_MS)
+    const cooldownEndedAt = stored?.cooldownEndedAt ?? 0
+    const refusal = numberRefusal(times, now, limits, cooldownEndedAt)
     if (refusal !== undefined) throw refusal
     const bucket = refill(this.#clients.get(clientKey), now, limits)
     if (bucket.tokens < 1) throw clientRefusal(bucket, now, limits)
 
-    sends.push(now)
-    this.#numbers.set(phone, sends)
+    times.push(now)
+    this.#numbers.set(phone, { times, cooldownEndedAt })
     bucket.tokens -= 1
     this.#clients.set(clientKey, bucket)
 
@@ -58,7 +72,7 @@ export class SendThrottle implements SendLimiter {
       release: () => {
         if (released) return Promise.resolve()
         released = true
-        const current = this.#numbers.get(phone)
+        const current = this.#numbers.get(phone)?.times
         const i = current?.indexOf(now) ?? -1
         if (current !== undefined && i >= 0) current.splice(i, 1)
         const b = this.#clients.get(clientKey)
@@ -71,16 +85,18 @@ export class SendThrottle implements SendLimiter {
 
 /**
  * numberRefusal applies the per-number rules to the number's send times of the last hour (oldest
- * first): the cooldown since the last send, then the hourly cap. Undefined when a send may go.
+ * first): the cooldown since the last send (unless a code was answered after it), then the hourly
+ * cap. Undefined when a send may go.
  */
 export function numberRefusal(
   sends: readonly number[],
   now: number,
   { cooldownMs, perNumberPerHour }: SendLimits,
+  cooldownEndedAt = 0,
 ): AuthError | undefined {
   const recent = sends.filter((t) => t > now - HOUR_MS)
   const last = recent.at(-1)
-  if (last !== undefined && now - last < cooldownMs) {
+  if (last !== undefined && last > cooldownEndedAt && now - last < cooldownMs) {
     return new AuthError('RESEND_TOO_SOON', { retryAfterMs: last + cooldownMs - now })
   }
   const oldest = recent[0]

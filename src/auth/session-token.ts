@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { invalidField } from './auth-error.js'
+import { AuthError, invalidField } from './auth-error.js'
 
 /** RandomBytes fills a buffer from a CSPRNG (crypto.randomBytes in production). */
 export type RandomBytes = (size: number) => Buffer
@@ -20,14 +20,27 @@ export function hashSessionToken(token: string): Buffer {
   return createHash('sha256').update(token).digest()
 }
 
-/** parseSessionToken checks the shape of a token. Throws INVALID_SESSION_TOKEN. */
+/**
+ * parseSessionToken checks the shape of a token. Throws INVALID_SESSION_TOKEN, which is
+ * UNAUTHENTICATED like any other token that names no live session.
+ */
 export function parseSessionToken(raw: string): string {
-  if (!TOKEN_PATTERN.test(raw)) {
-    throw invalidField(
-      'INVALID_SESSION_TOKEN',
-      'session_token',
-      'session_token must be the 43-character token returned by Login',
-    )
-  }
+  if (!TOKEN_PATTERN.test(raw)) throw new AuthError('INVALID_SESSION_TOKEN')
   return raw
+}
+
+/** isSessionToken tells whether a string has the shape of a token. */
+export function isSessionToken(raw: string): boolean {
+  return TOKEN_PATTERN.test(raw)
+}
+
+const SESSION_ID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
+
+/** parseSessionId checks a public session id (a UUID). Throws INVALID_SESSION_ID. */
+export function parseSessionId(raw: string): string {
+  const id = raw.trim().toLowerCase()
+  if (!SESSION_ID_PATTERN.test(id)) {
+    throw invalidField('INVALID_SESSION_ID', 'session_id', 'session_id must be a UUID')
+  }
+  return id
 }

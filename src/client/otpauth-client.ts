@@ -10,6 +10,15 @@ import {
 } from '@grpc/grpc-js'
 import {
   OtpAuthClient as GeneratedClient,
+  LogoutRequest as LogoutRequestMessage,
+  type ChangePasswordRequest,
+  type ChangePasswordResponse,
+  type ChangePhoneNumberRequest,
+  type ChangePhoneNumberResponse,
+  type DeleteAccountRequest,
+  type DeleteAccountResponse,
+  type ListSessionsRequest,
+  type ListSessionsResponse,
   type LoginRequest,
   type LoginResponse,
   type LogoutRequest,
@@ -18,6 +27,10 @@ import {
   type RegisterResponse,
   type RequestLoginCodeRequest,
   type RequestLoginCodeResponse,
+  type RequestPhoneChangeRequest,
+  type RequestPhoneChangeResponse,
+  type RevokeSessionRequest,
+  type RevokeSessionResponse,
   type ValidateSessionRequest,
   type ValidateSessionResponse,
   type VerifyOtpRequest,
@@ -149,8 +162,70 @@ export class OtpAuthClient {
     )
   }
 
-  logout(request: LogoutRequest, settings?: CallSettings): Promise<LogoutResponse> {
-    return this.#call((r, md, o, cb) => this.#client.logout(r, md, o, cb), request, settings)
+  /** logout ends the session; with `allSessions`, every session of its account. */
+  logout(
+    request: Omit<LogoutRequest, 'allSessions'> & { allSessions?: boolean },
+    settings?: CallSettings,
+  ): Promise<LogoutResponse> {
+    return this.#call(
+      (r, md, o, cb) => this.#client.logout(r, md, o, cb),
+      LogoutRequestMessage.fromPartial(request),
+      settings,
+    )
+  }
+
+  changePassword(
+    request: ChangePasswordRequest,
+    settings?: CallSettings,
+  ): Promise<ChangePasswordResponse> {
+    return this.#call(
+      (r, md, o, cb) => this.#client.changePassword(r, md, o, cb),
+      request,
+      settings,
+    )
+  }
+
+  listSessions(
+    request: ListSessionsRequest,
+    settings?: CallSettings,
+  ): Promise<ListSessionsResponse> {
+    return this.#call((r, md, o, cb) => this.#client.listSessions(r, md, o, cb), request, settings)
+  }
+
+  revokeSession(
+    request: RevokeSessionRequest,
+    settings?: CallSettings,
+  ): Promise<RevokeSessionResponse> {
+    return this.#call((r, md, o, cb) => this.#client.revokeSession(r, md, o, cb), request, settings)
+  }
+
+  requestPhoneChange(
+    request: RequestPhoneChangeRequest,
+    settings?: CallSettings,
+  ): Promise<RequestPhoneChangeResponse> {
+    return this.#call(
+      (r, md, o, cb) => this.#client.requestPhoneChange(r, md, o, cb),
+      request,
+      settings,
+    )
+  }
+
+  changePhoneNumber(
+    request: ChangePhoneNumberRequest,
+    settings?: CallSettings,
+  ): Promise<ChangePhoneNumberResponse> {
+    return this.#call(
+      (r, md, o, cb) => this.#client.changePhoneNumber(r, md, o, cb),
+      request,
+      settings,
+    )
+  }
+
+  deleteAccount(
+    request: DeleteAccountRequest,
+    settings?: CallSettings,
+  ): Promise<DeleteAccountResponse> {
+    return this.#call((r, md, o, cb) => this.#client.deleteAccount(r, md, o, cb), request, settings)
   }
 
   close(): void {

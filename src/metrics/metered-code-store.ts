@@ -19,17 +19,21 @@ export class MeteredCodeStore implements CodeStore {
 
   async answer(
     purpose: CodePurpose,
-    phone: string,
+    subject: string,
     candidates: readonly Buffer[],
     now: number,
   ): Promise<AnswerResult> {
-    const result = await this.#codes.answer(purpose, phone, candidates, now)
+    const result = await this.#codes.answer(purpose, subject, candidates, now)
     this.#metrics.codeAnswered(purpose, result.ok)
     return result
   }
 
   pendingPassword(phone: string, clientKey: string, now: number): Promise<string | undefined> {
     return this.#codes.pendingPassword(phone, clientKey, now)
+  }
+
+  discard(challenges: readonly { purpose: CodePurpose; subject: string }[]): Promise<void> {
+    return this.#codes.discard(challenges)
   }
 
   size(): number | undefined {

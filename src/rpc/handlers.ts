@@ -1,5 +1,13 @@
 import type { AuthService, CodeSent } from '../auth/auth-service.js'
 import type {
+  ChangePasswordRequest,
+  ChangePasswordResponse,
+  ChangePhoneNumberRequest,
+  ChangePhoneNumberResponse,
+  DeleteAccountRequest,
+  DeleteAccountResponse,
+  ListSessionsRequest,
+  ListSessionsResponse,
   LoginRequest,
   LoginResponse,
   LogoutRequest,
@@ -8,6 +16,10 @@ import type {
   RegisterResponse,
   RequestLoginCodeRequest,
   RequestLoginCodeResponse,
+  RequestPhoneChangeRequest,
+  RequestPhoneChangeResponse,
+  RevokeSessionRequest,
+  RevokeSessionResponse,
   ValidateSessionRequest,
   ValidateSessionResponse,
   VerifyOtpRequest,
@@ -27,6 +39,12 @@ export interface OtpAuthHandlers {
   login: UnaryHandler<LoginRequest, LoginResponse>
   validateSession: UnaryHandler<ValidateSessionRequest, ValidateSessionResponse>
   logout: UnaryHandler<LogoutRequest, LogoutResponse>
+  changePassword: UnaryHandler<ChangePasswordRequest, ChangePasswordResponse>
+  listSessions: UnaryHandler<ListSessionsRequest, ListSessionsResponse>
+  revokeSession: UnaryHandler<RevokeSessionRequest, RevokeSessionResponse>
+  requestPhoneChange: UnaryHandler<RequestPhoneChangeRequest, RequestPhoneChangeResponse>
+  changePhoneNumber: UnaryHandler<ChangePhoneNumberRequest, ChangePhoneNumberResponse>
+  deleteAccount: UnaryHandler<DeleteAccountRequest, DeleteAccountResponse>
 }
 
 /** createHandlers translates between the API's messages and AuthService; no rules live here. */
@@ -70,11 +88,57 @@ export function createHandlers(auth: AuthService): OtpAuthHandlers {
         userId: session.userId,
         phoneNumber: session.phone,
         expiresAt: new Date(session.expiresAt),
+        sessionId: session.id,
+        authenticatedAt: new Date(session.authenticatedAt),
       }
     },
 
     logout: async (req) => {
-      await auth.logout({ token: req.sessionToken })
+      await auth.logout({ token: req.sessionToken, allSessions: req.allSessions })
+      return {}
+    },
+
+    changePassword: async (req) => {
+      await auth.changePassword({ token: req.sessionToken, newPassword: req.newPassword })
+      return {}
+    },
+
+    listSessions: async (req) => {
+      const sessions = await auth.listSessions({ token: req.sessionToken })
+      return {
+        sessions: sessions.map((s) => ({
+          sessionId: s.id,
+          createdAt: new Date(s.createdAt),
+          expiresAt: new Date(s.expiresAt),
+          authenticatedAt: new Date(s.authenticatedAt),
+          clientAddress: s.clientKey,
+          current: s.current,
+        })),
+      }
+    },
+
+    revokeSession: async (req) => {
+      await auth.revokeSession({ token: req.sessionToken, sessionId: req.sessionId })
+      return {}
+    },
+
+    requestPhoneChange: async (req, { caller }) =>
+      codeSent(
+        await auth.requestPhoneChange(
+          { token: req.sessionToken, newPhone: req.newPhoneNumber },
+          caller,
+        ),
+      ),
+
+    changePhoneNumber: async (req, { caller }) => ({
+      phoneNumber: await auth.changePhoneNumber(
+        { token: req.sessionToken, newPhone: req.newPhoneNumber, code: req.code },
+        caller,
+      ),
+    }),
+
+    deleteAccount: async (req) => {
+      await auth.deleteAccount({ token: req.sessionToken })
       return {}
     },
   }

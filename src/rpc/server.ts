@@ -65,6 +65,12 @@ export function createServer(deps: ServerDeps): OtpAuthGrpcServer {
     login: unary('Login', h.login, adapt),
     validateSession: unary('ValidateSession', h.validateSession, adapt),
     logout: unary('Logout', h.logout, adapt),
+    changePassword: unary('ChangePassword', h.changePassword, adapt),
+    listSessions: unary('ListSessions', h.listSessions, adapt),
+    revokeSession: unary('RevokeSession', h.revokeSession, adapt),
+    requestPhoneChange: unary('RequestPhoneChange', h.requestPhoneChange, adapt),
+    changePhoneNumber: unary('ChangePhoneNumber', h.changePhoneNumber, adapt),
+    deleteAccount: unary('DeleteAccount', h.deleteAccount, adapt),
   }
   // Undecodable requests reach the adapter, which answers INVALID_ARGUMENT (see tolerant).
   const definition = Object.fromEntries(

@@ -14,7 +14,12 @@ export const statusOf: Record<AuthErrorReason, { code: status; message: string }
   INVALID_PASSWORD: { code: status.INVALID_ARGUMENT, message: 'invalid password' },
   INVALID_CODE_FORMAT: { code: status.INVALID_ARGUMENT, message: 'code must be 6 digits' },
   MISSING_CREDENTIAL: { code: status.INVALID_ARGUMENT, message: 'password or code is required' },
-  INVALID_SESSION_TOKEN: { code: status.INVALID_ARGUMENT, message: 'malformed session token' },
+  // A backend forwards whatever token a client sent: "no good" is one status whatever the cause.
+  INVALID_SESSION_TOKEN: {
+    code: status.UNAUTHENTICATED,
+    message: 'session token is malformed; log in again',
+  },
+  INVALID_SESSION_ID: { code: status.INVALID_ARGUMENT, message: 'malformed session id' },
   INVALID_CREDENTIALS: { code: status.UNAUTHENTICATED, message: INVALID_CREDENTIALS_MESSAGE },
   PHONE_NOT_VERIFIED: {
     code: status.FAILED_PRECONDITION,
@@ -43,6 +48,14 @@ export const statusOf: Record<AuthErrorReason, { code: status; message: string }
   SESSION_INVALID: {
     code: status.UNAUTHENTICATED,
     message: 'session is unknown, expired or ended',
+  },
+  SESSION_NOT_FOUND: {
+    code: status.NOT_FOUND,
+    message: 'no such session for this account',
+  },
+  REAUTHENTICATION_REQUIRED: {
+    code: status.FAILED_PRECONDITION,
+    message: 'this change needs a recent login; log in again and retry with the new session',
   },
   SMS_UNAVAILABLE: {
     code: status.UNAVAILABLE,

@@ -9,7 +9,8 @@ export interface WebhookSmsSenderOptions {
 
 /**
  * WebhookSmsSender POSTs each message as JSON to an SMS gateway of the operator's choosing:
- * {"phone_number": "+E164", "code": "123456", "message": "…", "purpose": "register" | "login"}.
+ * {"phone_number": "+E164", "code": "123456", "message": "…", "purpose": "register" | "login" |
+ * "phone_change"}; a notice ("purpose": "phone_change_notice") has no "code".
  * A non-2xx answer, a network error or the timeout rejects.
  */
 export class WebhookSmsSender implements SmsSender {
@@ -31,7 +32,7 @@ export class WebhookSmsSender implements SmsSender {
   send(message: SmsMessage): Promise<void> {
     const body = JSON.stringify({
       phone_number: message.phone,
-      code: message.code,
+      code: message.code === '' ? undefined : message.code,
       message: message.text,
       purpose: message.purpose,
     })

@@ -1,7 +1,7 @@
 import { mkdirSync, realpathSync } from 'node:fs'
 import { basename, dirname, join } from 'node:path'
 import SQLite from 'better-sqlite3'
-import { Kysely, SqliteDialect } from 'kysely'
+import { Kysely, SqliteDialect, type Generated } from 'kysely'
 
 /** Rows are snake_case; times are epoch milliseconds (SQLite has no timestamp type). */
 export interface UsersTable {
@@ -17,8 +17,14 @@ export interface UsersTable {
 export interface SessionsTable {
   /** SHA-256 of the token; the token itself is never stored. */
   token_hash: Buffer
+  /** Public id (UUID), unique. Filled by the database for rows written before 0003. */
+  id: string
   user_id: string
   created_at: number
+  /** When the login behind the session happened; null on rows from before 0003 (= created_at). */
+  authenticated_at: number | null
+  /** The client key of the Login; '' on rows from before 0003. */
+  client_key: string
   expires_at: number
 }
 
@@ -42,6 +48,11 @@ export interface NumberFailuresTable {
 
 /** PostgreSQL only: a live challenge (the embedded store keeps them in process memory). */
 export interface CodesTable {
+  /**
+   * The challenge's subject (CodeStore): the phone number, or the account id for a phone change.
+   * Named before phone changes existed; not renamed, so replicas of the previous release keep
+   * working during a rolling update.
+   */
   phone: string
   purpose: string
   /** HMAC-SHA-256 of the code under the key current when it was issued. */
@@ -58,6 +69,8 @@ export interface CodesTable {
 export interface NumberSendsTable {
   phone: string
   sends: number[]
+  /** A code sent to the number was answered at this time: sends up to it impose no cooldown. */
+  cooldown_ended_at: Generated<number>
 }
 
 /** PostgreSQL only: a client's send bucket (tokens refill continuously up to the hourly limit). */

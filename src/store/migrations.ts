@@ -105,6 +105,38 @@ const migrations: Record<string, Migration> = {
         .execute()
     },
   },
+  // Additions only (nullable or defaulted columns), so replicas of the previous release keep
+  // working on the new schema during a rolling update.
+  '0003_account_lifecycle': {
+    async up(db: AnyDb) {
+      const pg = isPostgres(db)
+      const time = pg ? 'bigint' : 'integer'
+      await db.schema
+        .alterTable('sessions')
+        .addColumn('id', 'text', (c) =>
+          pg ? c.notNull().defaultTo(sql`gen_random_uuid()::text`) : c,
+        )
+        .execute()
+      await db.schema.alterTable('sessions').addColumn('authenticated_at', time).execute()
+      await db.schema
+        .alterTable('sessions')
+        .addColumn('client_key', 'text', (c) => c.notNull().defaultTo(''))
+        .execute()
+      if (!pg) {
+        // SQLite cannot default a new column to a random value: existing sessions get theirs here.
+        await sql`update sessions set id = lower(hex(randomblob(4)) || '-' || hex(randomblob(2))
+          || '-4' || substr(hex(randomblob(2)), 2) || '-' || substr('89ab', 1 + (abs(random()) % 4), 1)
+          || substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6)))`.execute(db)
+      }
+      await db.schema.createIndex('sessions_id').unique().on('sessions').column('id').execute()
+      if (pg) {
+        await db.schema
+          .alterTable('number_sends')
+          .addColumn('cooldown_ended_at', 'bigint', (c) => c.notNull().defaultTo(0))
+          .execute()
+      }
+    },
+  },
 }
 
 // Any constant, as long as it is the same for every replica: pg_advisory_lock's key.

@@ -1,6 +1,13 @@
 import { sql, type ExpressionBuilder, type Kysely, type Transaction } from 'kysely'
-import type { AuthStore, LockoutLimits, User } from '../auth/auth-store.js'
+import type {
+  AuthStore,
+  LockoutLimits,
+  PhoneChange,
+  SessionProof,
+  User,
+} from '../auth/auth-store.js'
 import type { Database } from './database.js'
+import { SESSION_COLUMNS, toSessionRecord } from './session-rows.js'
 import { guarded } from './store-errors.js'
 
 const USER_COLUMNS = ['id', 'phone', 'password_hash', 'verified_at'] as const
@@ -105,6 +112,62 @@ export function createPostgresAuthStore(
       })
       .returning('failures')
       .executeTakeFirst()
+
+  /**
+   * provenUser is the account behind a live, privileged session, with the session and account
+   * rows locked to the end of the transaction: a concurrent revocation or change waits for it.
+   */
+  const provenUser = async (
+    trx: Transaction<Database>,
+    proof: SessionProof,
+  ): Promise<User | undefined> => {
+    const row = await trx
+      .selectFrom('sessions')
+      .innerJoin('users', 'users.id', 'sessions.user_id')
+      .select(['users.id', 'users.phone', 'users.password_hash', 'users.verified_at'])
+      .where('sessions.token_hash', '=', proof.tokenHash)
+      .where('sessions.expires_at', '>', proof.now)
+      .where(
+        (eb) => eb.fn.coalesce('sessions.authenticated_at', 'sessions.created_at'),
+        '>',
+        proof.authenticatedSince,
+      )
+      .forUpdate()
+      .executeTakeFirst()
+    return row === undefined ? undefined : toUser(row)
+  }
+  const endOtherSessions = (trx: Transaction<Database>, userId: string, keep: Buffer) =>
+    trx
+      .deleteFrom('sessions')
+      .where('user_id', '=', userId)
+      .where('token_hash', '!=', keep)
+      .execute()
+
+  const changePhone = (proof: SessionProof, newPhone: string): Promise<PhoneChange> =>
+    db.transaction().execute(async (trx) => {
+      const user = await provenUser(trx, proof)
+      if (user === undefined) return { changed: false, why: 'session' }
+      const holder = await trx
+        .selectFrom('users')
+        .select('verified_at')
+        .where('phone', '=', newPhone)
+        .forUpdate()
+        .executeTakeFirst()
+      if (holder?.verified_at != null) return { changed: false, why: 'taken' }
+      // A pending account proves nothing about the number; the code just proved who owns it.
+      await trx
+        .deleteFrom('users')
+        .where('phone', '=', newPhone)
+        .where('verified_at', 'is', null)
+        .execute()
+      await trx
+        .updateTable('users')
+        .set({ phone: newPhone, updated_at: proof.now })
+        .where('id', '=', user.id)
+        .execute()
+      await endOtherSessions(trx, user.id, proof.tokenHash)
+      return { changed: true, oldPhone: user.phone }
+    })
 
   return {
     findUserByPhone: (phone) => run(() => findUser(phone)),
@@ -225,15 +288,18 @@ export function createPostgresAuthStore(
         await db.deleteFrom('number_failures').where('phone', '=', phone).execute()
       }),
 
-    createSession: (tokenHash, userId, now, expiresAt) =>
+    createSession: (session) =>
       run(async () => {
         await db
           .insertInto('sessions')
           .values({
-            token_hash: tokenHash,
-            user_id: userId,
-            created_at: now,
-            expires_at: expiresAt,
+            token_hash: session.tokenHash,
+            id: session.id,
+            user_id: session.userId,
+            created_at: session.now,
+            authenticated_at: session.now,
+            client_key: session.clientKey,
+            expires_at: session.expiresAt,
           })
           .execute()
       }),
@@ -243,19 +309,105 @@ export function createPostgresAuthStore(
         const row = await db
           .selectFrom('sessions')
           .innerJoin('users', 'users.id', 'sessions.user_id')
-          .select(['sessions.user_id', 'users.phone', 'sessions.expires_at'])
+          .select(SESSION_COLUMNS)
           .where('sessions.token_hash', '=', tokenHash)
           .where('sessions.expires_at', '>', now)
           .executeTakeFirst()
-        return row === undefined
-          ? undefined
-          : { userId: row.user_id, phone: row.phone, expiresAt: row.expires_at }
+        return row === undefined ? undefined : toSessionRecord(row)
+      }),
+
+    listSessions: (userId, now, limit) =>
+      run(async () => {
+        const rows = await db
+          .selectFrom('sessions')
+          .innerJoin('users', 'users.id', 'sessions.user_id')
+          .select(SESSION_COLUMNS)
+          .where('sessions.user_id', '=', userId)
+          .where('sessions.expires_at', '>', now)
+          .orderBy('authenticated_at', 'desc')
+          .orderBy('sessions.id')
+          .limit(limit)
+          .execute()
+        return rows.map(toSessionRecord)
       }),
 
     deleteSession: (tokenHash) =>
       run(async () => {
         await db.deleteFrom('sessions').where('token_hash', '=', tokenHash).execute()
       }),
+
+    revokeSession: (userId, id) =>
+      run(async () => {
+        const result = await db
+          .deleteFrom('sessions')
+          .where('id', '=', id)
+          .where('user_id', '=', userId)
+          .executeTakeFirst()
+        return result.numDeletedRows > 0n
+      }),
+
+    endAllSessions: (tokenHash, now) =>
+      run(async () => {
+        await db
+          .deleteFrom('sessions')
+          .where('user_id', '=', (eb) =>
+            eb
+              .selectFrom('sessions as own')
+              .select('own.user_id')
+              .where('own.token_hash', '=', tokenHash)
+              .where('own.expires_at', '>', now),
+          )
+          .execute()
+      }),
+
+    changePassword: (proof, passwordHash) =>
+      run(() =>
+        db.transaction().execute(async (trx) => {
+          const user = await provenUser(trx, proof)
+          if (user === undefined) return false
+          await trx
+            .updateTable('users')
+            .set({ password_hash: passwordHash, updated_at: proof.now })
+            .where('id', '=', user.id)
+            .execute()
+          await endOtherSessions(trx, user.id, proof.tokenHash)
+          await trx.deleteFrom('number_failures').where('phone', '=', user.phone).execute()
+          return true
+        }),
+      ),
+
+    changePhone: (proof, newPhone) =>
+      run(async () => {
+        try {
+          return await changePhone(proof, newPhone)
+        } catch (error) {
+          // A Register for the new number inserted a pending row after our check: the unique
+          // index refused the move; once more, and that row is the pending one we remove.
+          if (!isUniqueViolation(error)) throw error
+          return changePhone(proof, newPhone)
+        }
+      }),
+
+    deleteAccount: (proof) =>
+      run(() =>
+        db.transaction().execute(async (trx) => {
+          const user = await provenUser(trx, proof)
+          if (user === undefined) return undefined
+          // Sessions go with the account (foreign key, on delete cascade).
+          await trx.deleteFrom('users').where('id', '=', user.id).execute()
+          await trx.deleteFrom('number_failures').where('phone', '=', user.phone).execute()
+          await trx
+            .deleteFrom('codes')
+            .where((eb) =>
+              eb.or([
+                eb.and([eb('phone', '=', user.phone), eb('purpose', 'in', ['register', 'login'])]),
+                eb.and([eb('phone', '=', user.id), eb('purpose', '=', 'phone_change')]),
+              ]),
+            )
+            .execute()
+          return user
+        }),
+      ),
 
     pruneExpired: (now, retention) =>
       run(() =>
@@ -312,6 +464,10 @@ export function createPostgresAuthStore(
 
 // pg_try_advisory_xact_lock's key for the pruning round; any constant shared by all replicas.
 const PRUNE_LOCK = 7_135_513_442
+
+function isUniqueViolation(error: unknown): boolean {
+  return (error as { code?: unknown } | null)?.code === '23505'
+}
 
 function mustExist(user: User | undefined): User {
   if (user === undefined) throw new Error('user row missing right after its upsert')

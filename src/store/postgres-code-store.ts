@@ -23,7 +23,7 @@ export function createPostgresCodeStore(
     issue: (c) =>
       run(async () => {
         const row = {
-          phone: c.phone,
+          phone: c.subject,
           purpose: c.purpose,
           code_hmac: c.codeHash,
           expires_at: c.expiresAt,
@@ -40,7 +40,7 @@ export function createPostgresCodeStore(
           .execute()
       }),
 
-    answer: (purpose, phone, candidates, now) =>
+    answer: (purpose, subject, candidates, now) =>
       run(async (): Promise<AnswerResult> => {
         const row = await db
           .updateTable('codes')
@@ -48,7 +48,7 @@ export function createPostgresCodeStore(
             tries: sql`tries + 1`,
             consumed: sql`code_hmac in (${sql.join(candidates.map((c) => sql`${c}`))})`,
           })
-          .where('phone', '=', phone)
+          .where('phone', '=', subject)
           .where('purpose', '=', purpose)
           .where('consumed', '=', false)
           .where('expires_at', '>', now)
@@ -72,6 +72,21 @@ export function createPostgresCodeStore(
           .where((eb) => eb('tries', '<', eb.ref('max_tries')))
           .executeTakeFirst()
         return row?.password_hash ?? undefined
+      }),
+
+    discard: (challenges) =>
+      run(async () => {
+        if (challenges.length === 0) return
+        await db
+          .deleteFrom('codes')
+          .where((eb) =>
+            eb.or(
+              challenges.map((c) =>
+                eb.and([eb('phone', '=', c.subject), eb('purpose', '=', c.purpose)]),
+              ),
+            ),
+          )
+          .execute()
       }),
 
     size: () => undefined,

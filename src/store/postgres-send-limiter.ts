@@ -47,7 +47,7 @@ export function createPostgresSendLimiter(
           .column('phone')
           .doUpdateSet({ sends: sql`${recent} || ${now}::bigint` })
           .where(
-            sql<boolean>`coalesce((select max(t) from unnest(number_sends.sends) t), 0) <= ${now - limits.cooldownMs}::bigint`,
+            sql<boolean>`coalesce((select max(t) from unnest(number_sends.sends) t), 0) <= greatest(${now - limits.cooldownMs}::bigint, number_sends.cooldown_ended_at)`,
           )
           .where(sql<boolean>`cardinality(${recent}) < ${limits.perNumberPerHour}`),
       )
@@ -78,12 +78,12 @@ export function createPostgresSendLimiter(
   const numberRefusalNow = async (phone: string, now: number): Promise<Error> => {
     const row = await db
       .selectFrom('number_sends')
-      .select('sends')
+      .select(['sends', 'cooldown_ended_at'])
       .where('phone', '=', phone)
       .executeTakeFirst()
     // Refused, yet nothing refuses now (another replica's take-back): ask for the shortest wait.
     return (
-      numberRefusal(row?.sends ?? [], now, limits) ??
+      numberRefusal(row?.sends ?? [], now, limits, row?.cooldown_ended_at) ??
       new AuthError('RESEND_TOO_SOON', { retryAfterMs: 1 })
     )
   }
@@ -102,6 +102,15 @@ export function createPostgresSendLimiter(
   }
 
   return {
+    endCooldown: (phone, now) =>
+      run(async () => {
+        await db
+          .updateTable('number_sends')
+          .set({ cooldown_ended_at: sql`greatest(cooldown_ended_at, ${now}::bigint)` })
+          .where('phone', '=', phone)
+          .execute()
+      }),
+
     reserve: (phone, clientKey, now) =>
       run(async (): Promise<SendReservation> => {
         if (!(await reserveNumber(phone, now))) throw await numberRefusalNow(phone, now)

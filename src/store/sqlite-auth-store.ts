@@ -1,9 +1,17 @@
 import type SQLite from 'better-sqlite3'
 import type { Compilable, Kysely } from 'kysely'
-import type { AuthStore, LockoutLimits, TryAdmission, User } from '../auth/auth-store.js'
+import type {
+  AuthStore,
+  LockoutLimits,
+  PhoneChange,
+  SessionProof,
+  TryAdmission,
+  User,
+} from '../auth/auth-store.js'
 import type { Database } from './database.js'
 import type { GroupCommit } from './group-commit.js'
 import { param, prepare, type PreparedQuery } from './prepared-query.js'
+import { SESSION_COLUMNS, toSessionRecord } from './session-rows.js'
 
 interface UserRow {
   id: string
@@ -180,8 +188,11 @@ export function createSqliteAuthStore(
     createSession: p(
       db.insertInto('sessions').values({
         token_hash: param('tokenHash'),
+        id: param('id'),
         user_id: param('userId'),
         created_at: param('now'),
+        authenticated_at: param('now'),
+        client_key: param('clientKey'),
         expires_at: param('expiresAt'),
       }),
     ),
@@ -189,11 +200,75 @@ export function createSqliteAuthStore(
       db
         .selectFrom('sessions')
         .innerJoin('users', 'users.id', 'sessions.user_id')
-        .select(['sessions.user_id', 'users.phone', 'sessions.expires_at'])
+        .select(SESSION_COLUMNS)
         .where('sessions.token_hash', '=', param('tokenHash'))
         .where('sessions.expires_at', '>', param('now')),
     ),
+    listSessions: p(
+      db
+        .selectFrom('sessions')
+        .innerJoin('users', 'users.id', 'sessions.user_id')
+        .select(SESSION_COLUMNS)
+        .where('sessions.user_id', '=', param('userId'))
+        .where('sessions.expires_at', '>', param('now'))
+        .orderBy('authenticated_at', 'desc')
+        .orderBy('sessions.id')
+        .limit(param('limit')),
+    ),
     deleteSession: p(db.deleteFrom('sessions').where('token_hash', '=', param('tokenHash'))),
+    revokeSession: p(
+      db
+        .deleteFrom('sessions')
+        .where('id', '=', param('id'))
+        .where('user_id', '=', param('userId')),
+    ),
+    endAllSessions: p(
+      db
+        .deleteFrom('sessions')
+        .where('user_id', '=', (eb) =>
+          eb
+            .selectFrom('sessions as own')
+            .select('own.user_id')
+            .where('own.token_hash', '=', param('tokenHash'))
+            .where('own.expires_at', '>', param('now')),
+        ),
+    ),
+    endOtherSessions: p(
+      db
+        .deleteFrom('sessions')
+        .where('user_id', '=', param('userId'))
+        .where('token_hash', '!=', param('tokenHash')),
+    ),
+    // The account behind a live session whose login is recent enough for a sensitive change.
+    provenUser: p(
+      db
+        .selectFrom('sessions')
+        .innerJoin('users', 'users.id', 'sessions.user_id')
+        .select(['users.id', 'users.phone', 'users.password_hash', 'users.verified_at'])
+        .where('sessions.token_hash', '=', param('tokenHash'))
+        .where('sessions.expires_at', '>', param('now'))
+        .where(
+          (eb) => eb.fn.coalesce('sessions.authenticated_at', 'sessions.created_at'),
+          '>',
+          param<number>('since'),
+        ),
+    ),
+    setPassword: p(
+      db
+        .updateTable('users')
+        .set({ password_hash: param('passwordHash'), updated_at: param('now') })
+        .where('id', '=', param('userId')),
+    ),
+    deletePendingUser: p(
+      db.deleteFrom('users').where('phone', '=', param('phone')).where('verified_at', 'is', null),
+    ),
+    setPhone: p(
+      db
+        .updateTable('users')
+        .set({ phone: param('phone'), updated_at: param('now') })
+        .where('id', '=', param('userId')),
+    ),
+    deleteUser: p(db.deleteFrom('users').where('id', '=', param('userId'))),
     pruneSessions: p(db.deleteFrom('sessions').where('expires_at', '<=', param('now'))),
     pruneLockouts: p(db.deleteFrom('lockouts').where('locked_until', '<=', param('now'))),
     pruneClientFailures: p(
@@ -242,6 +317,44 @@ export function createSqliteAuthStore(
       q.pruneNumberFailures.run({ since: now - retention.numberFailuresMs }).changes +
       q.prunePendingUsers.run({ before: now - retention.pendingMs }).changes,
   )
+
+  const proven = (proof: SessionProof): User | undefined => {
+    const row = q.provenUser.get({
+      tokenHash: proof.tokenHash,
+      now: proof.now,
+      since: proof.authenticatedSince,
+    })
+    return row === undefined ? undefined : toUser(row)
+  }
+  const changePassword = sqlite.transaction(
+    (proof: SessionProof, passwordHash: string): boolean => {
+      const user = proven(proof)
+      if (user === undefined) return false
+      q.setPassword.run({ userId: user.id, passwordHash, now: proof.now })
+      q.endOtherSessions.run({ userId: user.id, tokenHash: proof.tokenHash })
+      q.clearNumberFailures.run({ phone: user.phone })
+      return true
+    },
+  )
+  const changePhone = sqlite.transaction((proof: SessionProof, newPhone: string): PhoneChange => {
+    const user = proven(proof)
+    if (user === undefined) return { changed: false, why: 'session' }
+    const holder = q.findUser.get({ phone: newPhone })
+    if (holder?.verified_at != null) return { changed: false, why: 'taken' }
+    // A pending account proves nothing about the number; the code just proved who owns it.
+    q.deletePendingUser.run({ phone: newPhone })
+    q.setPhone.run({ userId: user.id, phone: newPhone, now: proof.now })
+    q.endOtherSessions.run({ userId: user.id, tokenHash: proof.tokenHash })
+    return { changed: true, oldPhone: user.phone }
+  })
+  const deleteAccount = sqlite.transaction((proof: SessionProof): User | undefined => {
+    const user = proven(proof)
+    if (user === undefined) return undefined
+    // Sessions go with the account (foreign key, on delete cascade).
+    q.deleteUser.run({ userId: user.id })
+    q.clearNumberFailures.run({ phone: user.phone })
+    return user
+  })
 
   // Tries begun and not yet ended, per client. They need not be durable: an unanswered try
   // decides nothing. Bounded by the calls in flight.
@@ -323,21 +436,30 @@ export function createSqliteAuthStore(
         q.clearNumberFailures.run({ phone })
       }),
 
-    createSession: (tokenHash, userId, now, expiresAt) =>
+    createSession: (session) =>
       settle(() => {
-        q.createSession.run({ tokenHash, userId, now, expiresAt })
+        q.createSession.run({ ...session })
       }),
     findSession: (tokenHash, now) =>
       settle(() => {
         const row = q.findSession.get({ tokenHash, now })
-        return row === undefined
-          ? undefined
-          : { userId: row.user_id, phone: row.phone, expiresAt: row.expires_at }
+        return row === undefined ? undefined : toSessionRecord(row)
       }),
+    listSessions: (userId, now, limit) =>
+      settle(() => q.listSessions.all({ userId, now, limit }).map(toSessionRecord)),
     deleteSession: (tokenHash) =>
       settle(() => {
         q.deleteSession.run({ tokenHash })
       }),
+    revokeSession: (userId, id) => settle(() => q.revokeSession.run({ userId, id }).changes > 0),
+    endAllSessions: (tokenHash, now) =>
+      settle(() => {
+        q.endAllSessions.run({ tokenHash, now })
+      }),
+
+    changePassword: (proof, passwordHash) => settle(() => changePassword(proof, passwordHash)),
+    changePhone: (proof, newPhone) => settle(() => changePhone(proof, newPhone)),
+    deleteAccount: (proof) => settle(() => deleteAccount(proof)),
 
     pruneExpired: (now, retention) => settle(() => pruneExpired(now, retention)),
   }
