@@ -230,6 +230,12 @@ describe('grpcurl against the server: reflection alone, no proto files', () => {
       'Login',
       'ValidateSession',
       'Logout',
+      'ChangePassword',
+      'ListSessions',
+      'RevokeSession',
+      'RequestPhoneChange',
+      'ChangePhoneNumber',
+      'DeleteAccount',
     ])
     expect(methodNames(registry, 'grpc.health.v1.Health')).toEqual(
       expect.arrayContaining(['Check', 'Watch']),

@@ -208,6 +208,12 @@ describe('Server reflection', () => {
         'Login',
         'ValidateSession',
         'Logout',
+        'ChangePassword',
+        'ListSessions',
+        'RevokeSession',
+        'RequestPhoneChange',
+        'ChangePhoneNumber',
+        'DeleteAccount',
       ])
       const login = main?.messageType.find((m) => m.name === 'LoginRequest')
       expect(login?.field.map((f) => [f.name, f.number])).toEqual([

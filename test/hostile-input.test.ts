@@ -6,23 +6,43 @@ import { OtpAuthError } from '../src/client/otpauth-client.js'
 import { Status } from '../gen/google/rpc/status.js'
 import { ErrorInfo } from '../gen/google/rpc/error_details.js'
 import {
+  ChangePasswordRequest,
+  ChangePhoneNumberRequest,
+  DeleteAccountRequest,
+  ListSessionsRequest,
   LoginRequest,
   LogoutRequest,
   OtpAuthService,
   RegisterRequest,
   RequestLoginCodeRequest,
+  RequestPhoneChangeRequest,
+  RevokeSessionRequest,
   ValidateSessionRequest,
   VerifyOtpRequest,
 } from '../gen/otpauth/v1/otpauth.js'
 import { PHONES, signUpVerified, startTestServer, type TestServer } from './harness.js'
 import { frame, UnhandledGuard, wire } from './hostile-support.js'
 
-const RPCS = ['Register', 'VerifyOtp', 'RequestLoginCode', 'Login', 'ValidateSession', 'Logout']
+const RPCS = [
+  'Register',
+  'VerifyOtp',
+  'RequestLoginCode',
+  'Login',
+  'ValidateSession',
+  'Logout',
+  'ChangePassword',
+  'ListSessions',
+  'RevokeSession',
+  'RequestPhoneChange',
+  'ChangePhoneNumber',
+  'DeleteAccount',
+]
 const path = (rpc: string): string => `/otpauth.v1.OtpAuth/${rpc}`
 
 // Statuses the service itself answers with; each must carry an otpauth ErrorInfo.
 const SERVICE_CODES = new Set([
   status.INVALID_ARGUMENT,
+  status.NOT_FOUND,
   status.UNAUTHENTICATED,
   status.RESOURCE_EXHAUSTED,
   status.FAILED_PRECONDITION,
@@ -408,6 +428,29 @@ function validRequest(rpc: string): Buffer {
     ValidateSession: () => ValidateSessionRequest.encode({ sessionToken: 'A'.repeat(43) }).finish(),
     Logout: () =>
       LogoutRequest.encode({ sessionToken: 'A'.repeat(43), allSessions: false }).finish(),
+    ChangePassword: () =>
+      ChangePasswordRequest.encode({
+        sessionToken: 'A'.repeat(43),
+        newPassword: 'a sound password',
+      }).finish(),
+    ListSessions: () => ListSessionsRequest.encode({ sessionToken: 'A'.repeat(43) }).finish(),
+    RevokeSession: () =>
+      RevokeSessionRequest.encode({
+        sessionToken: 'A'.repeat(43),
+        sessionId: '5d0c1f7e-2b9a-4c1e-8f3d-6a7b8c9d0e1f',
+      }).finish(),
+    RequestPhoneChange: () =>
+      RequestPhoneChangeRequest.encode({
+        sessionToken: 'A'.repeat(43),
+        newPhoneNumber: phoneNumber,
+      }).finish(),
+    ChangePhoneNumber: () =>
+      ChangePhoneNumberRequest.encode({
+        sessionToken: 'A'.repeat(43),
+        newPhoneNumber: phoneNumber,
+        code: '123456',
+      }).finish(),
+    DeleteAccount: () => DeleteAccountRequest.encode({ sessionToken: 'A'.repeat(43) }).finish(),
   }[rpc]
   if (bytes === undefined) throw new Error(rpc)
   return Buffer.from(bytes())

@@ -31,7 +31,8 @@ describe('Logging', () => {
       ),
     )
     await failure(t.client.validateSession({ sessionToken: byPassword.sessionToken }, as))
-    await failure(t.client.logout({ sessionToken: `${byCode.sessionToken}x` }, as))
+    // Malformed: nothing to end, so OK like any token that names no live session.
+    await t.client.logout({ sessionToken: `${byCode.sessionToken}x` }, as)
 
     const rpcLines = t.logs.entries().filter((e) => 'rpc' in e)
     expect(rpcLines.map((e) => [e['rpc'], e['status']])).toEqual([
@@ -44,7 +45,7 @@ describe('Logging', () => {
       ['Logout', 'OK'],
       ['Login', 'UNAUTHENTICATED'],
       ['ValidateSession', 'UNAUTHENTICATED'],
-      ['Logout', 'INVALID_ARGUMENT'],
+      ['Logout', 'OK'],
     ])
     for (const line of rpcLines) {
       expect(line['client']).toBe('198.51.100.77')
