@@ -240,7 +240,7 @@ export class AuthService {
   async revokeSession(input: { token: string; sessionId: string }): Promise<void> {
     const sessionId = parseSessionId(input.sessionId)
     const { session } = await this.#liveSession(input.token)
-    if (!(await this.#d.store.revokeSession(session.userId, sessionId))) {
+    if (!(await this.#d.store.revokeSession(session.userId, sessionId, this.#d.clock.now()))) {
       throw new AuthError('SESSION_NOT_FOUND')
     }
   }
@@ -251,7 +251,7 @@ export class AuthService {
    * Throws INVALID_PASSWORD, INVALID_SESSION_TOKEN, SESSION_INVALID, REAUTHENTICATION_REQUIRED.
    */
   async changePassword(input: { token: string; newPassword: string }): Promise<void> {
-    const password = parseNewPassword(input.newPassword)
+    const password = parseNewPassword(input.newPassword, 'new_password')
     const { tokenHash } = await this.#privilegedSession(input.token)
     const passwordHash = await this.#d.hasher.hash(password)
     if (!(await this.#d.store.changePassword(this.#proof(tokenHash), passwordHash))) {
@@ -269,7 +269,7 @@ export class AuthService {
     input: { token: string; newPhone: string },
     caller: Caller,
   ): Promise<CodeSent> {
-    const phone = this.#phones.parse(input.newPhone)
+    const phone = this.#phones.parse(input.newPhone, 'new_phone_number')
     const { session } = await this.#privilegedSession(input.token)
     const challenge = phoneChangeChallenge(session.userId, phone)
     const reservation = await this.#d.throttle.reserve(phone, caller.clientKey, this.#d.clock.now())
@@ -299,7 +299,7 @@ export class AuthService {
     input: { token: string; newPhone: string; code: string },
     caller: Caller,
   ): Promise<string> {
-    const phone = this.#phones.parse(input.newPhone)
+    const phone = this.#phones.parse(input.newPhone, 'new_phone_number')
     const code = parseCode(input.code)
     const { session, tokenHash } = await this.#privilegedSession(input.token)
     const oldPhone = await this.#withTry(caller, phone, async () => {

@@ -117,8 +117,8 @@ export interface AuthStore {
   /** listSessions is the account's live sessions, most recently authenticated first. */
   listSessions(userId: string, now: number, limit: number): Promise<SessionRecord[]>
   deleteSession(tokenHash: Buffer): Promise<void>
-  /** revokeSession ends the account's session with this public id; false if it has none. */
-  revokeSession(userId: string, sessionId: string): Promise<boolean>
+  /** revokeSession ends the account's live session with this public id; false if it has none. */
+  revokeSession(userId: string, sessionId: string, now: number): Promise<boolean>
   /** endAllSessions ends every session of the account the token's live session belongs to. */
   endAllSessions(tokenHash: Buffer, now: number): Promise<void>
 
@@ -224,7 +224,8 @@ export interface SendLimiter {
   reserve(phone: string, clientKey: string, now: number): Promise<SendReservation>
   /**
    * endCooldown ends the number's resend cooldown: a code sent to it was answered correctly, so
-   * the next code may go at once. The hourly cap still counts every send.
+   * the next code may go at once (and starts a cooldown of its own). The hourly cap still counts
+   * every send.
    */
   endCooldown(phone: string, now: number): Promise<void>
 }

@@ -15,14 +15,14 @@ export interface Argon2Params {
  * parseNewPassword checks a password being set: 8–128 characters after Unicode NFKC normalisation
  * (NIST 800-63B: length, not composition rules). Throws INVALID_PASSWORD.
  */
-export function parseNewPassword(raw: string): string {
+export function parseNewPassword(raw: string, field = 'password'): string {
   const password = normalise(raw)
   const length = Array.from(password).length
   if (length < PASSWORD_MIN_LENGTH || length > PASSWORD_MAX_LENGTH) {
     throw invalidField(
       'INVALID_PASSWORD',
-      'password',
-      `password must be ${PASSWORD_MIN_LENGTH} to ${PASSWORD_MAX_LENGTH} characters`,
+      field,
+      `${field} must be ${PASSWORD_MIN_LENGTH} to ${PASSWORD_MAX_LENGTH} characters`,
     )
   }
   return password

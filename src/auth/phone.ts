@@ -9,15 +9,19 @@ const MAX_RAW_LENGTH = 64
  * parsePhone normalises a number to E.164 with full libphonenumber metadata, so numbers that
  * cannot exist (unassigned ranges, wrong lengths) are refused. Throws INVALID_PHONE_NUMBER.
  */
-export function parsePhone(raw: string, defaultRegion: CountryCode | undefined): string {
+export function parsePhone(
+  raw: string,
+  defaultRegion: CountryCode | undefined,
+  field = 'phone_number',
+): string {
   if (raw.trim() === '') {
-    throw invalidField('INVALID_PHONE_NUMBER', 'phone_number', 'phone_number is required')
+    throw invalidField('INVALID_PHONE_NUMBER', field, `${field} is required`)
   }
   if (raw.length > MAX_RAW_LENGTH) {
     throw invalidField(
       'INVALID_PHONE_NUMBER',
-      'phone_number',
-      `phone_number must be at most ${MAX_RAW_LENGTH} characters`,
+      field,
+      `${field} must be at most ${MAX_RAW_LENGTH} characters`,
     )
   }
   const parsed = parsePhoneNumberFromString(raw, defaultRegion)
@@ -25,10 +29,10 @@ export function parsePhone(raw: string, defaultRegion: CountryCode | undefined):
   if (parsed === undefined || !parsed.isValid() || parsed.ext !== undefined) {
     throw invalidField(
       'INVALID_PHONE_NUMBER',
-      'phone_number',
+      field,
       defaultRegion === undefined
-        ? 'phone_number is not a valid phone number; use E.164 such as +14155550123'
-        : 'phone_number is not a valid phone number',
+        ? `${field} is not a valid phone number; use E.164 such as +14155550123`
+        : `${field} is not a valid phone number`,
     )
   }
   return parsed.number
@@ -49,11 +53,11 @@ export class PhoneParser {
     this.#memo = new LRUCache({ max: memoMax })
   }
 
-  /** parse is parsePhone with the configured region. Throws INVALID_PHONE_NUMBER. */
-  parse(raw: string): string {
+  /** parse is parsePhone with the configured region. Throws INVALID_PHONE_NUMBER on `field`. */
+  parse(raw: string, field?: string): string {
     const known = this.#memo.get(raw)
     if (known !== undefined) return known
-    const phone = parsePhone(raw, this.#defaultRegion)
+    const phone = parsePhone(raw, this.#defaultRegion, field)
     this.#memo.set(raw, phone)
     return phone
   }

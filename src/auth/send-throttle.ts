@@ -62,7 +62,8 @@ export class SendThrottle implements SendLimiter {
     if (bucket.tokens < 1) throw clientRefusal(bucket, now, limits)
 
     times.push(now)
-    this.#numbers.set(phone, { times, cooldownEndedAt })
+    // The marker exempted the last send; this send is the last now, with a cooldown of its own.
+    this.#numbers.set(phone, { times, cooldownEndedAt: 0 })
     bucket.tokens -= 1
     this.#clients.set(clientKey, bucket)
 

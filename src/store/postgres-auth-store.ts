@@ -336,12 +336,13 @@ export function createPostgresAuthStore(
         await db.deleteFrom('sessions').where('token_hash', '=', tokenHash).execute()
       }),
 
-    revokeSession: (userId, id) =>
+    revokeSession: (userId, id, now) =>
       run(async () => {
         const result = await db
           .deleteFrom('sessions')
           .where('id', '=', id)
           .where('user_id', '=', userId)
+          .where('expires_at', '>', now)
           .executeTakeFirst()
         return result.numDeletedRows > 0n
       }),

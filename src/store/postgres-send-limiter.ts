@@ -45,7 +45,8 @@ export function createPostgresSendLimiter(
       .onConflict((oc) =>
         oc
           .column('phone')
-          .doUpdateSet({ sends: sql`${recent} || ${now}::bigint` })
+          // The marker exempted the last send; this send is the last now, with its own cooldown.
+          .doUpdateSet({ sends: sql`${recent} || ${now}::bigint`, cooldown_ended_at: 0 })
           .where(
             sql<boolean>`coalesce((select max(t) from unnest(number_sends.sends) t), 0) <= greatest(${now - limits.cooldownMs}::bigint, number_sends.cooldown_ended_at)`,
           )

@@ -220,7 +220,8 @@ export function createSqliteAuthStore(
       db
         .deleteFrom('sessions')
         .where('id', '=', param('id'))
-        .where('user_id', '=', param('userId')),
+        .where('user_id', '=', param('userId'))
+        .where('expires_at', '>', param('now')),
     ),
     endAllSessions: p(
       db
@@ -451,7 +452,8 @@ export function createSqliteAuthStore(
       settle(() => {
         q.deleteSession.run({ tokenHash })
       }),
-    revokeSession: (userId, id) => settle(() => q.revokeSession.run({ userId, id }).changes > 0),
+    revokeSession: (userId, id, now) =>
+      settle(() => q.revokeSession.run({ userId, id, now }).changes > 0),
     endAllSessions: (tokenHash, now) =>
       settle(() => {
         q.endAllSessions.run({ tokenHash, now })
