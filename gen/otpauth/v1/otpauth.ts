@@ -2531,8 +2531,9 @@ export const DeleteAccountResponse: MessageFns<DeleteAccountResponse> = {
  *   google.rpc.BadRequest for INVALID_ARGUMENT and google.rpc.RetryInfo for RESOURCE_EXHAUSTED.
  * - Register, RequestLoginCode and Login answer identically for registered and unknown numbers,
  *   so they cannot be used to learn which numbers have accounts.
- * - Three consecutive credential failures (VerifyOtp or Login) from one client address lock that
- *   address out of VerifyOtp and Login for an hour (RESOURCE_EXHAUSTED, reason CLIENT_LOCKED_OUT).
+ * - Three consecutive credential failures (VerifyOtp, Login or ChangePhoneNumber) from one client
+ *   address lock that address out of those RPCs for an hour (RESOURCE_EXHAUSTED, reason
+ *   CLIENT_LOCKED_OUT).
  * - Any RPC may answer UNAVAILABLE (reason STORE_UNAVAILABLE) while a shared PostgreSQL database
  *   is unreachable; nothing was decided, retry with backoff.
  * - Every RPC that takes a session_token answers UNAUTHENTICATED for any token that names no live
