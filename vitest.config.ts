@@ -20,6 +20,7 @@ const RULE_TESTS = [
   'test/phone-change.test.ts',
   'test/delete-account.test.ts',
   'test/resend-after-verify.test.ts',
+  'test/upgrade.test.ts',
 ]
 
 export default defineConfig({

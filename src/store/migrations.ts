@@ -143,17 +143,20 @@ const migrations: Record<string, Migration> = {
 const MIGRATION_LOCK = 7_135_513_441
 
 /**
- * migrate brings the schema to the latest version. Throws with the failing migration's name.
+ * migrate brings the schema to the latest version (or to `target`, which upgrade tests use to
+ * build a database as an earlier release left it). Throws with the failing migration's name.
  * On PostgreSQL, replicas starting at once take turns under an advisory lock (Kysely's own lock
  * is taken only after it creates its bookkeeping tables, which then race).
  */
-export async function migrate(db: AnyDb): Promise<void> {
+export async function migrate(db: AnyDb, target?: string): Promise<void> {
   const run = async (conn: AnyDb): Promise<void> => {
     const migrator = new Migrator({
       db: conn,
       provider: { getMigrations: () => Promise.resolve(migrations) },
     })
-    const { error, results } = await migrator.migrateToLatest()
+    const { error, results } = await (target === undefined
+      ? migrator.migrateToLatest()
+      : migrator.migrateTo(target))
     if (error !== undefined) {
       const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown'
       throw new Error(`database migration ${failed} failed`, { cause: error })
