@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
+import { setTimeout as sleep } from 'node:timers/promises'
 import SQLite from 'better-sqlite3'
 import pg from 'pg'
 import { inject, onTestFinished } from 'vitest'
@@ -34,11 +35,19 @@ export class FakeClock implements Clock {
 export class SmsOutbox implements SmsSender {
   readonly messages: SmsMessage[] = []
   #failures = 0
+  /** How long each accepted send takes, as a real provider's API call does (0: at once). */
+  delayMs: number | (() => number) = 0
 
   send(message: SmsMessage): Promise<void> {
     if (this.#failures > 0) {
       this.#failures -= 1
       return Promise.reject(new Error('SMS provider down (test)'))
+    }
+    const delay = typeof this.delayMs === 'number' ? this.delayMs : this.delayMs()
+    if (delay > 0) {
+      return sleep(delay).then(() => {
+        this.messages.push(message)
+      })
     }
     this.messages.push(message)
     return Promise.resolve()

@@ -768,4 +768,53 @@ describe('Many replicas on one PostgreSQL database', () => {
     ])
     expect(user?.['verified_at']).not.toBeNull()
   }, 60_000)
+
+  it('when RevokeSession on A ends a session, then B refuses it at once; Logout with all_sessions on B ends the sessions made on A and C', async () => {
+    const cluster = await startCluster(3)
+    const [a, b, c] = three(cluster)
+    const phone = PHONES.carol
+    const address = '192.0.2.11'
+    await signUp(cluster, a, b, phone, address)
+    const login = async (r: Replica): Promise<string> =>
+      (
+        await r.client.login(
+          { phoneNumber: phone, credential: { $case: 'password', value: PASSWORD } },
+          from(address),
+        )
+      ).sessionToken
+    const onA = await login(a)
+    const onB = await login(b)
+    const onC = await login(c)
+    const idOf = async (token: string): Promise<string> =>
+      (await c.client.validateSession({ sessionToken: token })).sessionId
+    const [idA, idB, idC] = [await idOf(onA), await idOf(onB), await idOf(onC)]
+    // B has served the doomed session before: nothing it may have kept can answer for it later.
+    expect((await b.client.validateSession({ sessionToken: onC })).sessionId).toBe(idC)
+
+    await a.client.revokeSession({ sessionToken: onA, sessionId: idC })
+    const refused = await failure(b.client.validateSession({ sessionToken: onC }))
+
+    expectFailure(refused, status.UNAUTHENTICATED, 'SESSION_INVALID', 'revoked on A, asked on B')
+    const listed = await b.client.listSessions({ sessionToken: onB })
+    expect(listed.sessions.map((s) => s.sessionId).sort()).toEqual([idA, idB].sort())
+
+    // Log out everywhere from B, with sessions made on A and C since.
+    const sinceA = await login(a)
+    const sinceC = await login(c)
+    await b.client.logout({ sessionToken: onB, allSessions: true })
+
+    for (const token of [onA, onB, sinceA, sinceC]) {
+      for (const r of [a, b, c]) {
+        const err = await failure(r.client.validateSession({ sessionToken: token }))
+        expectFailure(
+          err,
+          status.UNAUTHENTICATED,
+          'SESSION_INVALID',
+          `after Logout all, on ${r.name}`,
+        )
+      }
+    }
+    const [row] = await cluster.query('select count(*)::int as n from sessions')
+    expect(row).toEqual({ n: 0 })
+  }, 60_000)
 })

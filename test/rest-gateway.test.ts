@@ -360,3 +360,188 @@ describe('REST front door: the client lockout sees the REST client', () => {
     expect(lines.at(-1)?.['client']).toBe('203.0.113.7')
   })
 })
+
+describe('REST front door: account lifecycle RPCs', () => {
+  const PASSWORD = 'rest lifecycle password'
+  const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
+
+  /** restLogin logs a verified number in over REST with its password; returns the token. */
+  async function restLogin(t: TestServer, phone: string, password = PASSWORD): Promise<string> {
+    const login = await rest(t, 'POST', '/api/login', { phone_number: phone, password })
+    expect(login.status, 'login').toBe(200)
+    return String(login.body['session_token'])
+  }
+
+  /** signUp registers and verifies the number over gRPC, then logs in over REST. */
+  async function signUp(t: TestServer, phone: string): Promise<string> {
+    await t.client.register({ phoneNumber: phone, password: PASSWORD })
+    await t.client.verifyOtp({ phoneNumber: phone, code: t.sms.lastCodeFor(phone, 'register') })
+    return restLogin(t, phone)
+  }
+
+  function reasonOf(answer: RestAnswer): unknown {
+    return errorInfo(answer)?.['reason']
+  }
+
+  it('when each new RPC is called at its path with snake_case JSON, then it answers 200 with proto field names', async () => {
+    const t = await startRestServer()
+    const first = await signUp(t, PHONES.alice)
+    const second = await restLogin(t, PHONES.alice)
+
+    // ValidateSession now names the session and its login time.
+    const validated = await rest(t, 'POST', '/api/session/validate', { session_token: second })
+    expect(validated.status).toBe(200)
+    expect(Object.keys(validated.body).sort()).toEqual(
+      ['authenticated_at', 'expires_at', 'phone_number', 'session_id', 'user_id'].sort(),
+    )
+    const secondId = String(validated.body['session_id'])
+    expect(secondId).toMatch(UUID)
+    expect(new Date(String(validated.body['authenticated_at'])).getTime()).toBe(t.clock.now())
+
+    const listed = await rest(t, 'POST', '/api/sessions', { session_token: first })
+    expect(listed.status).toBe(200)
+    const sessions = listed.body['sessions'] as Record<string, unknown>[]
+    expect(sessions).toHaveLength(2)
+    for (const s of sessions) {
+      expect(Object.keys(s).sort()).toEqual(
+        [
+          'authenticated_at',
+          'client_address',
+          'created_at',
+          'current',
+          'expires_at',
+          'session_id',
+        ].sort(),
+      )
+    }
+    expect(sessions.filter((s) => s['current'] === true)).toHaveLength(1)
+    expect(sessions.map((s) => s['session_id'])).toContain(secondId)
+
+    const revoked = await rest(t, 'POST', '/api/sessions/revoke', {
+      session_token: first,
+      session_id: secondId,
+    })
+    expect(revoked).toMatchObject({ status: 200, body: {} })
+    expect((await rest(t, 'POST', '/api/session/validate', { session_token: second })).status).toBe(
+      401,
+    )
+
+    const changed = await rest(t, 'POST', '/api/password/change', {
+      session_token: first,
+      new_password: 'a brand new password',
+    })
+    expect(changed).toMatchObject({ status: 200, body: {} })
+    await restLogin(t, PHONES.alice, 'a brand new password')
+
+    const codeSent = await rest(t, 'POST', '/api/phone/change/code', {
+      session_token: first,
+      new_phone_number: PHONES.carol,
+    })
+    expect(codeSent.status).toBe(200)
+    expect(codeSent.body).toEqual({
+      message: 'OTP sent to phone number',
+      code_expires_at: expect.any(String) as string,
+      resend_available_at: expect.any(String) as string,
+    })
+    const moved = await rest(t, 'POST', '/api/phone/change', {
+      session_token: first,
+      new_phone_number: PHONES.carol,
+      code: t.sms.lastCodeFor(PHONES.carol, 'phone_change'),
+    })
+    expect(moved).toMatchObject({ status: 200, body: { phone_number: PHONES.carol } })
+
+    // Log out everywhere: the caller's session and the one logged in since (on the new number).
+    const other = await restLogin(t, PHONES.carol, 'a brand new password')
+    const out = await rest(t, 'POST', '/api/logout', { session_token: first, all_sessions: true })
+    expect(out).toMatchObject({ status: 200, body: {} })
+    for (const token of [first, other]) {
+      const after = await rest(t, 'POST', '/api/session/validate', { session_token: token })
+      expect(after.status).toBe(401)
+      expect(reasonOf(after)).toBe('SESSION_INVALID')
+    }
+
+    const last = await restLogin(t, PHONES.carol, 'a brand new password')
+    const deleted = await rest(t, 'POST', '/api/account/delete', { session_token: last })
+    expect(deleted).toMatchObject({ status: 200, body: {} })
+    const gone = await rest(t, 'POST', '/api/login', {
+      phone_number: PHONES.carol,
+      password: 'a brand new password',
+    })
+    expect(gone.status).toBe(401)
+  })
+
+  it('when a session-taking RPC gets a token naming no live session, then 401 UNAUTHENTICATED; Logout answers 200', async () => {
+    const t = await startRestServer()
+    // Every other field valid, so the token is what is judged.
+    const calls: [string, Record<string, unknown>][] = [
+      ['/api/session/validate', {}],
+      ['/api/password/change', { new_password: 'long enough password' }],
+      ['/api/sessions', {}],
+      ['/api/sessions/revoke', { session_id: '3f1c2b7e-0d4a-4c8e-9b6f-2a5d8e7c1f09' }],
+      ['/api/phone/change/code', { new_phone_number: PHONES.carol }],
+      ['/api/phone/change', { new_phone_number: PHONES.carol, code: '123456' }],
+      ['/api/account/delete', {}],
+    ]
+
+    for (const [path, fields] of calls) {
+      const unknown = await rest(t, 'POST', path, { ...fields, session_token: 'A'.repeat(43) })
+      const malformed = await rest(t, 'POST', path, { ...fields, session_token: 'nope' })
+      expect([unknown.status, unknown.body['code'], reasonOf(unknown)], path).toEqual([
+        401,
+        status.UNAUTHENTICATED,
+        'SESSION_INVALID',
+      ])
+      expect([malformed.status, malformed.body['code'], reasonOf(malformed)], path).toEqual([
+        401,
+        status.UNAUTHENTICATED,
+        'INVALID_SESSION_TOKEN',
+      ])
+    }
+    for (const session_token of ['A'.repeat(43), 'nope']) {
+      const out = await rest(t, 'POST', '/api/logout', { session_token, all_sessions: true })
+      expect(out).toMatchObject({ status: 200, body: {} })
+    }
+    expect(t.sms.messages).toEqual([])
+  })
+
+  it('when the login is too old, then the sensitive RPCs answer 400 FAILED_PRECONDITION REAUTHENTICATION_REQUIRED; a foreign session id is 404 NOT_FOUND', async () => {
+    const t = await startRestServer()
+    const token = await signUp(t, PHONES.alice)
+    const bob = await signUp(t, PHONES.bob)
+    const bobId = (await t.client.validateSession({ sessionToken: bob })).sessionId
+    t.clock.advance(600_000)
+
+    const sensitive: [string, Record<string, unknown>][] = [
+      ['/api/password/change', { new_password: 'long enough password' }],
+      ['/api/phone/change/code', { new_phone_number: PHONES.carol }],
+      ['/api/phone/change', { new_phone_number: PHONES.carol, code: '123456' }],
+      ['/api/account/delete', {}],
+    ]
+    for (const [path, fields] of sensitive) {
+      const answer = await rest(t, 'POST', path, { ...fields, session_token: token })
+      expect([answer.status, answer.body['code'], reasonOf(answer)], path).toEqual([
+        400,
+        status.FAILED_PRECONDITION,
+        'REAUTHENTICATION_REQUIRED',
+      ])
+    }
+    // Not sensitive: an old session still lists and revokes.
+    expect((await rest(t, 'POST', '/api/sessions', { session_token: token })).status).toBe(200)
+    const foreign = await rest(t, 'POST', '/api/sessions/revoke', {
+      session_token: token,
+      session_id: bobId,
+    })
+    expect([foreign.status, foreign.body['code'], reasonOf(foreign)]).toEqual([
+      404,
+      status.NOT_FOUND,
+      'SESSION_NOT_FOUND',
+    ])
+    const badId = await rest(t, 'POST', '/api/sessions/revoke', {
+      session_token: token,
+      session_id: 'not-a-uuid',
+    })
+    expect([badId.status, reasonOf(badId)]).toEqual([400, 'INVALID_SESSION_ID'])
+    // Bob's session was not touched.
+    await t.client.validateSession({ sessionToken: bob })
+  })
+})
