@@ -70,21 +70,43 @@ describe('REST front door: routes come from the google.api.http annotations', ()
     const routes = httpRoutes(loadRegistry(), [SERVICE_NAME])
     const methods = new Set(routes.map((r) => r.method.name))
 
-    // Act: an empty request is invalid for every RPC, so each one answers with its own reason.
+    // Act: an empty request is invalid for every RPC, so each one answers with its own reason
+    // (an empty token names no session: UNAUTHENTICATED, and for Logout nothing to end).
     const answers = await Promise.all(
       routes.map(async (r) => ({ route: r, answer: await rest(t, r.httpMethod, r.template, {}) })),
     )
 
     // Assert
     expect([...methods].sort()).toEqual(
-      ['Login', 'Logout', 'Register', 'RequestLoginCode', 'ValidateSession', 'VerifyOtp'].sort(),
+      [
+        'ChangePassword',
+        'ChangePhoneNumber',
+        'DeleteAccount',
+        'ListSessions',
+        'Login',
+        'Logout',
+        'Register',
+        'RequestLoginCode',
+        'RequestPhoneChange',
+        'RevokeSession',
+        'ValidateSession',
+        'VerifyOtp',
+      ].sort(),
     )
     expect(routes.map((r) => r.template)).toEqual(
       expect.arrayContaining(['/api/register/', '/api/verify-otp/', '/api/login/']),
     )
+    const tokenOnly = new Set(['ValidateSession', 'ListSessions', 'DeleteAccount'])
     for (const { route, answer } of answers) {
-      expect(answer.status, route.template).toBe(400)
-      expect(answer.body['code'], route.template).toBe(status.INVALID_ARGUMENT)
+      if (route.method.name === 'Logout') {
+        expect(answer.status, route.template).toBe(200)
+        continue
+      }
+      const unauthenticated = tokenOnly.has(route.method.name)
+      expect(answer.status, route.template).toBe(unauthenticated ? 401 : 400)
+      expect(answer.body['code'], route.template).toBe(
+        unauthenticated ? status.UNAUTHENTICATED : status.INVALID_ARGUMENT,
+      )
       expect(errorInfo(answer)?.['domain'], route.template).toBe('otpauth')
     }
   })
