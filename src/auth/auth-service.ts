@@ -161,7 +161,7 @@ export class AuthService {
       )
       return true
     })
-    await this.#d.throttle.endCooldown(phone, clock.now())
+    await this.#endCooldown(phone)
   }
 
   /**
@@ -315,7 +315,7 @@ export class AuthService {
       if (change.why === 'taken') return undefined
       throw new AuthError('SESSION_INVALID')
     })
-    await this.#d.throttle.endCooldown(phone, this.#d.clock.now())
+    await this.#endCooldown(phone)
     await this.#sendNotice(oldPhone)
     return phone
   }
@@ -360,6 +360,19 @@ export class AuthService {
   #proof(tokenHash: Buffer): SessionProof {
     const now = this.#d.clock.now()
     return { tokenHash, now, authenticatedSince: now - this.#d.policy.privilegedSessionMs }
+  }
+
+  /**
+   * #endCooldown lets the next code for the number go at once, after its code was answered. A
+   * convenience: if the store fails here the answer still stands (the code is used up), the
+   * cooldown just runs its course.
+   */
+  async #endCooldown(phone: string): Promise<void> {
+    try {
+      await this.#d.throttle.endCooldown(phone, this.#d.clock.now())
+    } catch (err) {
+      this.#d.log.warn({ err }, 'the resend cooldown could not be ended')
+    }
   }
 
   /** #sendNotice tells a number about a change to its account; a failure is logged, not thrown. */
@@ -424,8 +437,9 @@ export class AuthService {
       await store.clearNumberFailures(phone)
       return found
     })
-    await this.#d.throttle.endCooldown(phone, clock.now())
-    return this.#startSession(user, caller)
+    const session = await this.#startSession(user, caller)
+    await this.#endCooldown(phone)
+    return session
   }
 
   /**
