@@ -2,7 +2,11 @@ import { status } from '@grpc/grpc-js'
 import { describe, expect, it } from 'vitest'
 import type { OtpAuthError } from '../src/client/otpauth-client.js'
 import {
+  expectFailure,
+  expectInvalidCredentials,
+  expectSessionInvalid,
   failure,
+  loginWithCode,
   loginWithPassword,
   PHONES,
   signUpVerified,
@@ -15,27 +19,8 @@ const WINDOW = 600_000
 const COOLDOWN = 30_000
 const IP = '198.51.100.1'
 
-function expectInvalidCredentials(err: OtpAuthError): void {
-  expect(err.code).toBe(status.UNAUTHENTICATED)
-  expect(err.reason).toBe('INVALID_CREDENTIALS')
-}
-
-function expectReauthenticationRequired(err: OtpAuthError): void {
-  expect(err.code).toBe(status.FAILED_PRECONDITION)
-  expect(err.reason).toBe('REAUTHENTICATION_REQUIRED')
-  expect(err.domain).toBe('otpauth')
-}
-
-function expectSessionInvalid(err: OtpAuthError): void {
-  expect(err.code).toBe(status.UNAUTHENTICATED)
-  expect(err.reason).toBe('SESSION_INVALID')
-  expect(err.domain).toBe('otpauth')
-}
-
 function expectInvalidPassword(err: OtpAuthError): void {
-  expect(err.code).toBe(status.INVALID_ARGUMENT)
-  expect(err.reason).toBe('INVALID_PASSWORD')
-  expect(err.domain).toBe('otpauth')
+  expectFailure(err, status.INVALID_ARGUMENT, 'INVALID_PASSWORD')
   expect(err.violations).toEqual([
     {
       // The contract does not name the field; the service reuses Register's 'password'.
@@ -46,14 +31,11 @@ function expectInvalidPassword(err: OtpAuthError): void {
   ])
 }
 
-/** loginWithCode asks for a login code (after the resend cooldown) and logs in with it. */
-async function loginWithCode(t: TestServer, phone: string, ip = IP) {
+/** loginWithNewCode asks for a login code (after the resend cooldown) and logs in with it. */
+async function loginWithNewCode(t: TestServer, phone: string, ip = IP) {
   t.clock.advance(COOLDOWN)
   await t.client.requestLoginCode({ phoneNumber: phone }, t.as(ip))
-  return t.client.login(
-    { phoneNumber: phone, credential: { $case: 'code', value: t.sms.lastCodeFor(phone, 'login') } },
-    t.as(ip),
-  )
+  return loginWithCode(t, phone, t.sms.lastCodeFor(phone, 'login'), ip)
 }
 
 let failuresSent = 0
@@ -87,7 +69,7 @@ describe('ChangePassword', () => {
       t.client.changePassword({ sessionToken: aging.sessionToken, newPassword: 'third password' }),
     )
 
-    expectReauthenticationRequired(err)
+    expectFailure(err, status.FAILED_PRECONDITION, 'REAUTHENTICATION_REQUIRED')
     // The refused change did nothing; the old session is still a live session, just not a
     // privileged one; a new login is privileged again.
     await t.client.validateSession({ sessionToken: aging.sessionToken })
@@ -115,13 +97,15 @@ describe('ChangePassword', () => {
 
     const aging = await loginWithPassword(t, PHONES.alice, 'second password', IP)
     t.clock.advance(120_000)
-    expectReauthenticationRequired(
+    expectFailure(
       await failure(
         t.client.changePassword({
           sessionToken: aging.sessionToken,
           newPassword: 'third password',
         }),
       ),
+      status.FAILED_PRECONDITION,
+      'REAUTHENTICATION_REQUIRED',
     )
   })
 
@@ -131,7 +115,7 @@ describe('ChangePassword', () => {
     expectInvalidCredentials(
       await failure(loginWithPassword(t, PHONES.alice, 'chosen password', '198.51.100.2')),
     )
-    const session = await loginWithCode(t, PHONES.alice)
+    const session = await loginWithNewCode(t, PHONES.alice)
 
     expect(
       await t.client.changePassword({
@@ -263,7 +247,7 @@ describe('ChangePassword', () => {
     // Someone who knew the old password is logged in elsewhere.
     const intruder = await loginWithPassword(t, PHONES.alice, 'forgotten password', '203.0.113.66')
 
-    const reset = await loginWithCode(t, PHONES.alice)
+    const reset = await loginWithNewCode(t, PHONES.alice)
     await t.client.changePassword({
       sessionToken: reset.sessionToken,
       newPassword: 'remembered password',

@@ -1,8 +1,10 @@
 import { status } from '@grpc/grpc-js'
 import { describe, expect, it } from 'vitest'
-import type { OtpAuthError } from '../src/client/otpauth-client.js'
 import {
+  expectInvalidCredentials,
+  expectSessionInvalid,
   failure,
+  loginWithCode,
   loginWithPassword,
   PHONES,
   queryRow,
@@ -19,24 +21,6 @@ const DAY = 86_400_000
 const WINDOW = 600_000
 const COOLDOWN = 30_000
 const ME = '198.51.100.30'
-
-function expectSessionInvalid(err: OtpAuthError): void {
-  expect(err.code).toBe(status.UNAUTHENTICATED)
-  expect(err.reason).toBe('SESSION_INVALID')
-  expect(err.domain).toBe('otpauth')
-}
-
-function expectWrongCredentials(err: OtpAuthError): void {
-  expect(err.code).toBe(status.UNAUTHENTICATED)
-  expect(err.reason).toBe('INVALID_CREDENTIALS')
-}
-
-function codeLogin(t: TestServer, phone: string, code: string, ip = ME) {
-  return t.client.login(
-    { phoneNumber: phone, credential: { $case: 'code', value: code } },
-    t.as(ip),
-  )
-}
 
 async function usersOn(t: TestServer, phone: string): Promise<number> {
   const row = await queryRow(t, `select count(*) as n from users where phone = '${phone}'`)
@@ -58,7 +42,7 @@ describe('DeleteAccount', () => {
       t.as(ME),
     )
     const changeCode = t.sms.lastCodeFor(PHONES.carol, 'phone_change')
-    const third = await codeLogin(t, PHONES.alice, loginCode)
+    const third = await loginWithCode(t, PHONES.alice, loginCode, ME)
     t.clock.advance(COOLDOWN)
     await t.client.requestLoginCode({ phoneNumber: PHONES.alice }, t.as(ME))
     const pendingLoginCode = t.sms.lastCodeFor(PHONES.alice, 'login')
@@ -74,7 +58,7 @@ describe('DeleteAccount', () => {
     expect(await usersOn(t, PHONES.alice)).toBe(0)
     // (The login code is tried only once the number has an account again: a try now would use it
     // up whatever the deletion did.)
-    expectWrongCredentials(
+    expectInvalidCredentials(
       await failure(loginWithPassword(t, PHONES.alice, PASSWORD, '198.51.100.32')),
     )
     if (STORE === 'postgres') {
@@ -96,16 +80,18 @@ describe('DeleteAccount', () => {
     t.clock.advance(COOLDOWN)
     // The login code from before the deletion is still within its 5 minutes: it must not log in
     // to the new account.
-    expectWrongCredentials(await failure(codeLogin(t, PHONES.alice, pendingLoginCode, '192.0.2.1')))
+    expectInvalidCredentials(
+      await failure(loginWithCode(t, PHONES.alice, pendingLoginCode, '192.0.2.1')),
+    )
     await t.client.requestLoginCode({ phoneNumber: PHONES.alice })
-    const again = await codeLogin(t, PHONES.alice, t.sms.lastCodeFor(PHONES.alice, 'login'))
+    const again = await loginWithCode(t, PHONES.alice, t.sms.lastCodeFor(PHONES.alice, 'login'), ME)
 
     expect(again.userId).toMatch(/^[0-9a-f-]{36}$/)
     expect(again.userId).not.toBe(first.userId)
     const info = await t.client.validateSession({ sessionToken: again.sessionToken })
     expect(info).toMatchObject({ userId: again.userId, phoneNumber: PHONES.alice })
     // The old password went with the old account, and so did its phone change code.
-    expectWrongCredentials(
+    expectInvalidCredentials(
       await failure(loginWithPassword(t, PHONES.alice, PASSWORD, '198.51.100.34')),
     )
     const change = await failure(
@@ -114,7 +100,7 @@ describe('DeleteAccount', () => {
         t.as('192.0.2.2'),
       ),
     )
-    expectWrongCredentials(change)
+    expectInvalidCredentials(change)
     expect(await usersOn(t, PHONES.alice)).toBe(1)
     // The old sessions stay ended: they do not come back as the new account's.
     expectSessionInvalid(

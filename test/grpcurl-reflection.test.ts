@@ -22,7 +22,7 @@ import {
   type ServiceError,
 } from '@grpc/grpc-js'
 import { describe, expect, it } from 'vitest'
-import { PHONES, startTestServer, type TestServer } from './harness.js'
+import { OTPAUTH_RPCS, PHONES, startTestServer, type TestServer } from './harness.js'
 
 // grpcurl carries the reflection protocol built in; so does this test, as a few hand-encoded
 // fields (grpc/reflection/v1/reflection.proto), and nothing else: no copy of the service's proto.
@@ -223,20 +223,7 @@ describe('grpcurl against the server: reflection alone, no proto files', () => {
     reflector.close()
 
     // Assert
-    expect(methodNames(registry, 'otpauth.v1.OtpAuth')).toEqual([
-      'Register',
-      'VerifyOtp',
-      'RequestLoginCode',
-      'Login',
-      'ValidateSession',
-      'Logout',
-      'ChangePassword',
-      'ListSessions',
-      'RevokeSession',
-      'RequestPhoneChange',
-      'ChangePhoneNumber',
-      'DeleteAccount',
-    ])
+    expect(methodNames(registry, 'otpauth.v1.OtpAuth')).toEqual(OTPAUTH_RPCS)
     expect(methodNames(registry, 'grpc.health.v1.Health')).toEqual(
       expect.arrayContaining(['Check', 'Watch']),
     )

@@ -3,9 +3,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { status } from '@grpc/grpc-js'
 import SQLite from 'better-sqlite3'
 import pg from 'pg'
-import { inject, onTestFinished } from 'vitest'
+import { expect, inject, onTestFinished } from 'vitest'
 import { startApp, type App } from '../src/app.js'
 import type { Clock } from '../src/auth/clock.js'
 import type { SmsMessage, SmsSender } from '../src/auth/sms-sender.js'
@@ -242,6 +243,23 @@ export async function failure(call: Promise<unknown>): Promise<OtpAuthError> {
   throw new Error('expected the call to fail, but it succeeded')
 }
 
+/** expectFailure checks a failure's status code, its ErrorInfo reason and the domain 'otpauth'. */
+export function expectFailure(err: OtpAuthError, code: status, reason: string): void {
+  expect(err.code).toBe(code)
+  expect(err.reason).toBe(reason)
+  expect(err.domain).toBe('otpauth')
+}
+
+/** expectSessionInvalid: UNAUTHENTICATED SESSION_INVALID (a token unknown, expired or ended). */
+export function expectSessionInvalid(err: OtpAuthError): void {
+  expectFailure(err, status.UNAUTHENTICATED, 'SESSION_INVALID')
+}
+
+/** expectInvalidCredentials: UNAUTHENTICATED INVALID_CREDENTIALS (wrong password or code). */
+export function expectInvalidCredentials(err: OtpAuthError): void {
+  expectFailure(err, status.UNAUTHENTICATED, 'INVALID_CREDENTIALS')
+}
+
 /** Valid numbers (libphonenumber full metadata) for tests. */
 export const PHONES = {
   alice: '+14155552671',
@@ -277,6 +295,40 @@ export function loginWithPassword(
     t.as(ip),
   )
 }
+
+/** loginWithCode logs in with a one-time code from the given client address. */
+export function loginWithCode(
+  t: TestServer,
+  phone: string,
+  code: string,
+  ip: string,
+): ReturnType<OtpAuthClient['login']> {
+  return t.client.login(
+    { phoneNumber: phone, credential: { $case: 'code', value: code } },
+    t.as(ip),
+  )
+}
+
+/** wrong returns a code that is well formed but not the one sent. */
+export function wrong(code: string): string {
+  return ((Number(code) + 1) % 1_000_000).toString().padStart(6, '0')
+}
+
+/** The RPCs of otpauth.v1.OtpAuth, in proto order. */
+export const OTPAUTH_RPCS = [
+  'Register',
+  'VerifyOtp',
+  'RequestLoginCode',
+  'Login',
+  'ValidateSession',
+  'Logout',
+  'ChangePassword',
+  'ListSessions',
+  'RevokeSession',
+  'RequestPhoneChange',
+  'ChangePhoneNumber',
+  'DeleteAccount',
+] as const
 
 /** visible is everything a caller can see of a failure, for comparing two answers. */
 export function visible(err: OtpAuthError): unknown {

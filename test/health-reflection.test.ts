@@ -15,7 +15,7 @@ import {
 import { loadSync } from '@grpc/proto-loader'
 import { protoPath as healthProtoPath } from 'grpc-health-check'
 import { describe, expect, it, onTestFinished } from 'vitest'
-import { startTestServer, type TestServer } from './harness.js'
+import { OTPAUTH_RPCS, startTestServer, type TestServer } from './harness.js'
 
 const require = createRequire(import.meta.url)
 // @grpc/reflection ships the reflection protos it serves; the client here loads the same files.
@@ -201,20 +201,7 @@ describe('Server reflection', () => {
         expect.arrayContaining(['google/protobuf/timestamp.proto', 'google/api/annotations.proto']),
       )
       expect(main?.service.map((s) => s.name)).toEqual(['OtpAuth'])
-      expect(main?.service[0]?.method.map((m) => m.name)).toEqual([
-        'Register',
-        'VerifyOtp',
-        'RequestLoginCode',
-        'Login',
-        'ValidateSession',
-        'Logout',
-        'ChangePassword',
-        'ListSessions',
-        'RevokeSession',
-        'RequestPhoneChange',
-        'ChangePhoneNumber',
-        'DeleteAccount',
-      ])
+      expect(main?.service[0]?.method.map((m) => m.name)).toEqual(OTPAUTH_RPCS)
       const login = main?.messageType.find((m) => m.name === 'LoginRequest')
       expect(login?.field.map((f) => [f.name, f.number])).toEqual([
         ['phone_number', 1],

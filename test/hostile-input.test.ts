@@ -20,23 +20,15 @@ import {
   ValidateSessionRequest,
   VerifyOtpRequest,
 } from '../gen/otpauth/v1/otpauth.js'
-import { PHONES, signUpVerified, startTestServer, type TestServer } from './harness.js'
+import {
+  OTPAUTH_RPCS,
+  PHONES,
+  signUpVerified,
+  startTestServer,
+  type TestServer,
+} from './harness.js'
 import { frame, UnhandledGuard, wire } from './hostile-support.js'
 
-const RPCS = [
-  'Register',
-  'VerifyOtp',
-  'RequestLoginCode',
-  'Login',
-  'ValidateSession',
-  'Logout',
-  'ChangePassword',
-  'ListSessions',
-  'RevokeSession',
-  'RequestPhoneChange',
-  'ChangePhoneNumber',
-  'DeleteAccount',
-]
 const path = (rpc: string): string => `/otpauth.v1.OtpAuth/${rpc}`
 
 // Statuses the service itself answers with; each must carry an otpauth ErrorInfo.
@@ -506,22 +498,27 @@ describe('hostile input at the protobuf wire level', () => {
     )
 
     await fc.assert(
-      fc.asyncProperty(fc.constantFrom(...RPCS), mutation, fc.ipV4(), async (rpc, mutate, from) => {
-        tried += 1
-        t.clock.advance(40_000)
-        const md = new Metadata()
-        md.set('x-forwarded-for', from)
-        const reply = await rawUnary(t.address, path(rpc), mutate(validRequest(rpc)), md)
-        if (reply instanceof Buffer) {
-          seen['OK'] = (seen['OK'] ?? 0) + 1
-          return
-        }
-        const err = reply as ServiceError
-        const name = status[err.code]
-        seen[name] = (seen[name] ?? 0) + 1
-        expect(SERVICE_CODES.has(err.code), `${name} ${err.details}`).toBe(true)
-        expect(detailsOf(err)?.domain).toBe('otpauth')
-      }),
+      fc.asyncProperty(
+        fc.constantFrom(...OTPAUTH_RPCS),
+        mutation,
+        fc.ipV4(),
+        async (rpc, mutate, from) => {
+          tried += 1
+          t.clock.advance(40_000)
+          const md = new Metadata()
+          md.set('x-forwarded-for', from)
+          const reply = await rawUnary(t.address, path(rpc), mutate(validRequest(rpc)), md)
+          if (reply instanceof Buffer) {
+            seen['OK'] = (seen['OK'] ?? 0) + 1
+            return
+          }
+          const err = reply as ServiceError
+          const name = status[err.code]
+          seen[name] = (seen[name] ?? 0) + 1
+          expect(SERVICE_CODES.has(err.code), `${name} ${err.details}`).toBe(true)
+          expect(detailsOf(err)?.domain).toBe('otpauth')
+        },
+      ),
       { numRuns: 400 },
     )
 

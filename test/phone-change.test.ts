@@ -2,6 +2,7 @@ import { status } from '@grpc/grpc-js'
 import { describe, expect, it } from 'vitest'
 import type { OtpAuthError } from '../src/client/otpauth-client.js'
 import {
+  expectInvalidCredentials,
   failure,
   loginWithPassword,
   PHONES,
@@ -9,6 +10,7 @@ import {
   signUpVerified,
   startTestServer,
   visible,
+  wrong,
   type TestServer,
 } from './harness.js'
 
@@ -32,17 +34,6 @@ function requestChange(t: TestServer, token: string, phone: string, ip = ME) {
 
 function change(t: TestServer, token: string, phone: string, code: string, ip = ME) {
   return t.client.changePhoneNumber({ sessionToken: token, newPhoneNumber: phone, code }, t.as(ip))
-}
-
-/** A code that is well formed but not the one sent. */
-function wrong(code: string): string {
-  return ((Number(code) + 1) % 1_000_000).toString().padStart(6, '0')
-}
-
-function expectWrongCode(err: OtpAuthError): void {
-  expect(err.code).toBe(status.UNAUTHENTICATED)
-  expect(err.reason).toBe('INVALID_CREDENTIALS')
-  expect(err.domain).toBe('otpauth')
 }
 
 function notices(t: TestServer, phone: string) {
@@ -131,7 +122,9 @@ describe('Phone number change', () => {
 
     const onNew = await loginWithPassword(t, PHONES.carol, PASSWORD, '198.51.100.12')
     expect(onNew.userId).toBe(before.userId)
-    expectWrongCode(await failure(loginWithPassword(t, PHONES.alice, PASSWORD, '198.51.100.13')))
+    expectInvalidCredentials(
+      await failure(loginWithPassword(t, PHONES.alice, PASSWORD, '198.51.100.13')),
+    )
     // Code logins follow the number too: the old number gets no login code any more.
     t.clock.advance(COOLDOWN)
     await t.client.requestLoginCode({ phoneNumber: PHONES.alice })
@@ -151,7 +144,7 @@ describe('Phone number change', () => {
     expect(notice?.text).not.toContain(code)
     expect(notices(t, PHONES.carol)).toEqual([])
     // The code is used up (and the number is the account's own now).
-    expectWrongCode(await failure(change(t, token, PHONES.carol, code)))
+    expectInvalidCredentials(await failure(change(t, token, PHONES.carol, code)))
   })
 
   it('when wrong codes are given, then each is INVALID_CREDENTIALS and the third locks the client out of ChangePhoneNumber and Login, the right code included', async () => {
@@ -163,7 +156,7 @@ describe('Phone number change', () => {
 
     for (let i = 1; i <= 3; i += 1) {
       const err = await failure(change(t, token, PHONES.carol, wrong(code), attacker))
-      expectWrongCode(err)
+      expectInvalidCredentials(err)
       expect(err.message).toBe('invalid phone number or credentials')
     }
 
@@ -188,7 +181,7 @@ describe('Phone number change', () => {
 
     await failure(t.client.verifyOtp({ phoneNumber: PHONES.dave, code: '000000' }, t.as(attacker)))
     await failure(loginWithPassword(t, PHONES.bob, 'not the password', attacker))
-    expectWrongCode(await failure(change(t, token, PHONES.carol, wrong(code), attacker)))
+    expectInvalidCredentials(await failure(change(t, token, PHONES.carol, wrong(code), attacker)))
 
     const locked = await failure(change(t, token, PHONES.carol, code, attacker))
     expect(locked.reason).toBe('CLIENT_LOCKED_OUT')
@@ -211,7 +204,7 @@ describe('Phone number change', () => {
     const wrongNumber = await failure(change(t, alice, PHONES.dave, aliceCode, '192.0.2.3'))
 
     for (const err of [plainWrong, bobWithAlices, wrongNumber]) {
-      expectWrongCode(err)
+      expectInvalidCredentials(err)
       expect(visible(err)).toEqual(visible(plainWrong))
     }
     expect(bobCode).not.toBe(aliceCode)
@@ -243,7 +236,7 @@ describe('Phone number change', () => {
     const lost = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as OtpAuthError] : []))
     expect(won).toHaveLength(1)
     expect(lost).toHaveLength(1)
-    expectWrongCode(lost[0] as OtpAuthError)
+    expectInvalidCredentials(lost[0] as OtpAuthError)
     const winner = aliceResult.status === 'fulfilled' ? alice : bob
     const loser = winner === alice ? bob : alice
     expect((await t.client.validateSession({ sessionToken: winner })).phoneNumber).toBe(
@@ -295,7 +288,7 @@ describe('Phone number change', () => {
     )
     const toAnothers = await failure(change(t, fresh.sessionToken, PHONES.bob, code, '192.0.2.21'))
     const toOwn = await failure(change(t, fresh.sessionToken, PHONES.alice, code, '192.0.2.22'))
-    expectWrongCode(wrongFree)
+    expectInvalidCredentials(wrongFree)
     expect(visible(toAnothers)).toEqual(visible(wrongFree))
     expect(visible(toOwn)).toEqual(visible(wrongFree))
     // Nothing moved, and the sessions stayed.
@@ -386,7 +379,7 @@ describe('Phone number change', () => {
     await Promise.allSettled([
       t.client.verifyOtp({ phoneNumber: PHONES.dave, code: pendingCode }, t.as(stranger)),
     ])
-    expectWrongCode(
+    expectInvalidCredentials(
       await failure(loginWithPassword(t, PHONES.dave, 'stranger password', '203.0.113.91')),
     )
     expect((await loginWithPassword(t, PHONES.dave, PASSWORD, '198.51.100.15')).userId).toBe(userId)

@@ -3,27 +3,18 @@ import { describe, expect, it } from 'vitest'
 import type { OtpAuthError } from '../src/client/otpauth-client.js'
 import {
   failure,
+  loginWithCode,
   loginWithPassword,
   PHONES,
   signUpVerified,
   startTestServer,
-  type TestServer,
+  wrong,
 } from './harness.js'
 
 const HOUR = 3_600_000
 const COOLDOWN = 30_000
 
-function codeLogin(t: TestServer, phone: string, code: string, ip = '198.51.100.40') {
-  return t.client.login(
-    { phoneNumber: phone, credential: { $case: 'code', value: code } },
-    t.as(ip),
-  )
-}
-
-/** A code that is well formed but not the one sent. */
-function wrong(code: string): string {
-  return ((Number(code) + 1) % 1_000_000).toString().padStart(6, '0')
-}
+const IP = '198.51.100.40'
 
 describe('Resend cooldown after a code is answered', () => {
   it('when VerifyOtp succeeds, then RequestLoginCode for the number at once is OK, sends a code that logs in, and starts a new cooldown', async () => {
@@ -49,7 +40,7 @@ describe('Resend cooldown after a code is answered', () => {
     expect(again.code).toBe(status.RESOURCE_EXHAUSTED)
     expect(again.reason).toBe('RESEND_TOO_SOON')
     expect(again.retryDelayMs).toBe(COOLDOWN - 1_000)
-    await codeLogin(t, PHONES.alice, code)
+    await loginWithCode(t, PHONES.alice, code, IP)
   })
 
   it('when the next code goes out in the same millisecond as the answer, then it still starts a cooldown, as its resend_available_at says', async () => {
@@ -85,7 +76,7 @@ describe('Resend cooldown after a code is answered', () => {
     expect(afterPassword.reason).toBe('RESEND_TOO_SOON')
     expect(afterPassword.retryDelayMs).toBe(COOLDOWN - 5_000)
 
-    await codeLogin(t, PHONES.alice, code)
+    await loginWithCode(t, PHONES.alice, code, IP)
 
     await t.client.requestLoginCode({ phoneNumber: PHONES.alice })
     expect(t.sms.sentTo(PHONES.alice).filter((m) => m.purpose === 'login')).toHaveLength(2)
@@ -104,7 +95,7 @@ describe('Resend cooldown after a code is answered', () => {
     await failure(
       t.client.verifyOtp({ phoneNumber: PHONES.alice, code: wrong(signUpCode) }, t.as('192.0.2.1')),
     )
-    await failure(codeLogin(t, PHONES.bob, wrong(loginCode), '192.0.2.2'))
+    await failure(loginWithCode(t, PHONES.bob, wrong(loginCode), '192.0.2.2'))
 
     const register = await failure(t.client.register({ phoneNumber: PHONES.alice }))
     const login = await failure(t.client.requestLoginCode({ phoneNumber: PHONES.bob }))
@@ -112,7 +103,7 @@ describe('Resend cooldown after a code is answered', () => {
     expect([login.reason, login.retryDelayMs]).toEqual(['RESEND_TOO_SOON', COOLDOWN - 10_000])
     // The codes themselves still work after the wrong tries.
     await t.client.verifyOtp({ phoneNumber: PHONES.alice, code: signUpCode })
-    await codeLogin(t, PHONES.bob, loginCode)
+    await loginWithCode(t, PHONES.bob, loginCode, IP)
   })
 
   it("when one number's code is answered, then only that number's cooldown ends", async () => {
@@ -137,7 +128,7 @@ describe('Resend cooldown after a code is answered', () => {
     // Sends 2 to 5, each right after the previous code logged in.
     for (let i = 0; i < 4; i += 1) {
       await t.client.requestLoginCode({ phoneNumber: PHONES.alice })
-      await codeLogin(t, PHONES.alice, t.sms.lastCodeFor(PHONES.alice, 'login'))
+      await loginWithCode(t, PHONES.alice, t.sms.lastCodeFor(PHONES.alice, 'login'), IP)
     }
 
     const err = await failure(t.client.requestLoginCode({ phoneNumber: PHONES.alice }))
@@ -171,6 +162,6 @@ describe('Resend cooldown after a code is answered', () => {
     })
 
     await t.client.requestLoginCode({ phoneNumber: PHONES.carol })
-    await codeLogin(t, PHONES.carol, t.sms.lastCodeFor(PHONES.carol, 'login'))
+    await loginWithCode(t, PHONES.carol, t.sms.lastCodeFor(PHONES.carol, 'login'), IP)
   })
 })

@@ -3,6 +3,7 @@ import { status } from '@grpc/grpc-js'
 import { describe, expect, it } from 'vitest'
 import type { OtpAuthError } from '../src/client/otpauth-client.js'
 import {
+  expectSessionInvalid,
   failure,
   loginWithPassword,
   PHONES,
@@ -23,12 +24,6 @@ function login(t: TestServer, ip: string, phone: string = PHONES.alice) {
 /** idOf is the public session id of a live token, as ValidateSession answers it. */
 async function idOf(t: TestServer, sessionToken: string): Promise<string> {
   return (await t.client.validateSession({ sessionToken })).sessionId
-}
-
-function expectSessionInvalid(err: OtpAuthError): void {
-  expect(err.code).toBe(status.UNAUTHENTICATED)
-  expect(err.reason).toBe('SESSION_INVALID')
-  expect(err.domain).toBe('otpauth')
 }
 
 async function expectEnded(t: TestServer, sessionToken: string): Promise<void> {

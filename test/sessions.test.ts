@@ -1,7 +1,13 @@
 import { status } from '@grpc/grpc-js'
 import { describe, expect, it } from 'vitest'
-import type { OtpAuthError } from '../src/client/otpauth-client.js'
-import { failure, PHONES, signUpVerified, startTestServer, type TestServer } from './harness.js'
+import {
+  expectSessionInvalid,
+  failure,
+  PHONES,
+  signUpVerified,
+  startTestServer,
+  type TestServer,
+} from './harness.js'
 
 const DAY = 86_400_000
 
@@ -11,12 +17,6 @@ async function loggedIn(t: TestServer, phone: string = PHONES.alice) {
     phoneNumber: phone,
     credential: { $case: 'password', value: 'session password' },
   })
-}
-
-function expectSessionInvalid(err: OtpAuthError): void {
-  expect(err.code).toBe(status.UNAUTHENTICATED)
-  expect(err.reason).toBe('SESSION_INVALID')
-  expect(err.domain).toBe('otpauth')
 }
 
 describe('Sessions', () => {

@@ -1,7 +1,7 @@
 import { status } from '@grpc/grpc-js'
 import { describe, expect, it } from 'vitest'
 import type { OtpAuthError } from '../src/client/otpauth-client.js'
-import { failure, PHONES, startTestServer, type TestServer } from './harness.js'
+import { failure, PHONES, startTestServer, wrong, type TestServer } from './harness.js'
 
 const INVALID_CREDENTIALS = {
   code: status.UNAUTHENTICATED,
@@ -18,11 +18,6 @@ function shapeOf(err: OtpAuthError): Record<string, unknown> {
 async function registerPending(t: TestServer, phone: string = PHONES.alice): Promise<string> {
   await t.client.register({ phoneNumber: phone, password: 'victim password' })
   return t.sms.lastCodeFor(phone, 'register')
-}
-
-/** A code that is well formed but not the one sent. */
-function wrong(code: string): string {
-  return ((Number(code) + 1) % 1_000_000).toString().padStart(6, '0')
 }
 
 describe('VerifyOtp', () => {
