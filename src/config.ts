@@ -1,5 +1,6 @@
 import { isSupportedCountry, type CountryCode } from 'libphonenumber-js/max'
 import { TrustedProxies } from './auth/client-address.js'
+import { parsePhone } from './auth/phone.js'
 import type { SynchronousMode } from './store/database.js'
 import { isPostgresUrl, redactUrl } from './store/postgres.js'
 
@@ -27,7 +28,14 @@ export interface Config {
    * decide expiry, cooldowns and lockout windows by their own clocks; 0 skips the check.
    */
   maxClockSkewMs: number
-  sms: { kind: 'console' } | { kind: 'webhook'; url: URL; timeoutMs: number }
+  sms: SmsConfig
+  email: EmailConfig
+  /** Countries whose numbers may be sent codes; undefined: all. */
+  smsAllowedCountries: ReadonlySet<CountryCode> | undefined
+  smsBudgets: SmsBudgets
+  /** Numbers that never reach a provider and always get their fixed code (E.164 → code). */
+  testNumbers: ReadonlyMap<string, string>
+  messages: MessagesConfig
   trustedProxies: readonly string[]
   defaultRegion: CountryCode | undefined
   /** HMAC key for codes; undefined means a fresh random key per process (codes live in memory). */
@@ -64,6 +72,68 @@ export interface Config {
    * finish), so a stream that stalls half way through a message cannot hold memory forever.
    */
   connectionMaxAgeSeconds: number
+}
+
+export type SmsConfig =
+  | { kind: 'console' }
+  | {
+      kind: 'webhook'
+      url: URL
+      timeoutMs: number
+      /** Standard Webhooks signing key (the bytes after `whsec_`); undefined: unsigned. */
+      secret?: Buffer | undefined
+    }
+  | {
+      kind: 'twilio'
+      /** https://api.twilio.com, or a fake in tests. */
+      apiUrl: URL
+      accountSid: string
+      /** HTTP Basic credentials: the account SID and auth token, or an API key SID and secret. */
+      username: string
+      password: string
+      sender: { from: string } | { messagingServiceSid: string }
+      timeoutMs: number
+    }
+
+export type EmailConfig =
+  | { kind: 'console'; from: string }
+  | {
+      kind: 'smtp'
+      /** smtp:// or smtps:// with the credentials in it; never logged (see redactUrl). */
+      url: URL
+      from: string
+      timeoutMs: number
+    }
+
+/** Ceilings on SMS spend, shared by all replicas (SMS pumping defence). Windows are UTC. */
+export interface SmsBudgets {
+  globalPerDay: number
+  perCountryPerDay: number
+  perPrefixPerHour: number
+  /** Digits of the national number that, with the country code, make a prefix. */
+  prefixDigits: number
+}
+
+export interface MessagesConfig {
+  appName: string
+  /** Templates with {code}, {minutes} and {app}, by purpose. */
+  templates: {
+    register: string
+    login: string
+    phone_change: string
+    email_verify: string
+  }
+  /** Adds the WebOTP line ("@domain #code") to SMS codes, so browsers can fill them in. */
+  webOtpDomain: string | undefined
+}
+
+export const DEFAULT_TEMPLATES: MessagesConfig['templates'] = {
+  register: '{app}: your sign-up code is {code}. It expires in {minutes} minutes. Do not share it.',
+  login: '{app}: your login code is {code}. It expires in {minutes} minutes. Do not share it.',
+  phone_change:
+    '{app}: your code to move your account to this number is {code}. It expires in {minutes} minutes. Do not share it.',
+  email_verify:
+    '{app}: your code to add this email address is {code}. It expires in {minutes} minutes. Do not share it.',
 }
 
 /** ConfigError lists every invalid variable at once, each by name. */
@@ -123,24 +193,134 @@ export function loadConfig(env: Env): Readonly<Config> {
   const httpAddress = optionalAddress('OTPAUTH_HTTP_ADDRESS')
   const metricsAddress = optionalAddress('OTPAUTH_METRICS_ADDRESS')
 
-  const smsKind = oneOf('OTPAUTH_SMS', 'console', ['console', 'webhook'] as const)
+  /** httpUrl reads an http(s) URL; `required` names the setting that needs it. */
+  const httpUrl = (name: string, required: string | undefined): URL | undefined => {
+    const raw = read(name)
+    if (raw === undefined) {
+      if (required !== undefined) problems.push(`${name} is required when ${required}`)
+      return undefined
+    }
+    const url = tryUrl(raw)
+    if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+      problems.push(`${name} must be an http:// or https:// URL, got "${redactUrl(raw)}"`)
+      return undefined
+    }
+    return url
+  }
+
+  const smsKind = oneOf('OTPAUTH_SMS', 'console', [
+    'console',
+    'webhook',
+  ] as const) as SmsConfig['kind']
   const webhookTimeoutMs = int('OTPAUTH_SMS_WEBHOOK_TIMEOUT_MS', 5_000, 100, 60_000)
+  const webhookSecretRaw = read('OTPAUTH_SMS_WEBHOOK_SECRET')
+  let webhookSecret: Buffer | undefined
+  if (webhookSecretRaw !== undefined) {
+    const body = webhookSecretRaw.startsWith('whsec_') ? webhookSecretRaw.slice(6) : ''
+    const bytes = Buffer.from(body, 'base64')
+    if (!/^[A-Za-z0-9+/]+={0,2}$/.test(body) || bytes.length < 24 || bytes.length > 64) {
+      problems.push(
+        'OTPAUTH_SMS_WEBHOOK_SECRET must be whsec_ followed by base64 of 24 to 64 random bytes ' +
+          '(Standard Webhooks): whsec_$(openssl rand -base64 32)',
+      )
+    } else webhookSecret = bytes
+  }
+  const twilioTimeoutMs = int('OTPAUTH_TWILIO_TIMEOUT_MS', 10_000, 100, 60_000)
   let sms: Config['sms'] = { kind: 'console' }
   if (smsKind === 'webhook') {
-    const raw = read('OTPAUTH_SMS_WEBHOOK_URL')
-    let url: URL | undefined
+    const url = httpUrl('OTPAUTH_SMS_WEBHOOK_URL', 'OTPAUTH_SMS=webhook')
+    if (url !== undefined) {
+      sms = { kind: 'webhook', url, timeoutMs: webhookTimeoutMs, secret: webhookSecret }
+    }
+  } else if (smsKind === 'twilio') {
+    const twilio = twilioConfig(read, problems, twilioTimeoutMs)
+    const apiUrl =
+      read('OTPAUTH_TWILIO_API_URL') === undefined
+        ? new URL('https://api.twilio.com')
+        : httpUrl('OTPAUTH_TWILIO_API_URL', undefined)
+    if (twilio !== undefined && apiUrl !== undefined) sms = { ...twilio, apiUrl }
+  }
+
+  const emailKind = oneOf('OTPAUTH_EMAIL', 'console', ['console', 'smtp'] as const)
+  const emailFrom = read('OTPAUTH_EMAIL_FROM')
+  if (emailFrom !== undefined && !/^[^\r\n]*<?[^\s@<>]+@[^\s@<>]+>?$/.test(emailFrom)) {
+    problems.push(
+      `OTPAUTH_EMAIL_FROM must be an address, optionally with a name ("App <no-reply@example.com>"), got "${emailFrom}"`,
+    )
+  }
+  const smtpTimeoutMs = int('OTPAUTH_SMTP_TIMEOUT_MS', 10_000, 100, 120_000)
+  let email: Config['email'] = {
+    kind: 'console',
+    from: emailFrom ?? 'OtpAuth <no-reply@localhost>',
+  }
+  if (emailKind === 'smtp') {
+    const raw = read('OTPAUTH_SMTP_URL')
+    const url = raw === undefined ? undefined : tryUrl(raw)
+    if (raw === undefined) problems.push('OTPAUTH_SMTP_URL is required when OTPAUTH_EMAIL=smtp')
+    else if (url === undefined || (url.protocol !== 'smtp:' && url.protocol !== 'smtps:')) {
+      problems.push(`OTPAUTH_SMTP_URL must be an smtp:// or smtps:// URL, got "${redactUrl(raw)}"`)
+    }
+    if (emailFrom === undefined) {
+      problems.push('OTPAUTH_EMAIL_FROM is required when OTPAUTH_EMAIL=smtp')
+    }
+    if (url !== undefined && emailFrom !== undefined) {
+      email = { kind: 'smtp', url, from: emailFrom, timeoutMs: smtpTimeoutMs }
+    }
+  }
+
+  const countriesRaw = read('OTPAUTH_SMS_ALLOWED_COUNTRIES')
+  let smsAllowedCountries: Set<CountryCode> | undefined
+  if (countriesRaw !== undefined) {
+    smsAllowedCountries = new Set()
+    for (const code of countriesRaw.split(',').map((c) => c.trim().toUpperCase())) {
+      if (code === '') continue
+      if (isSupportedCountry(code)) smsAllowedCountries.add(code)
+      else {
+        problems.push(
+          `OTPAUTH_SMS_ALLOWED_COUNTRIES must be comma-separated ISO 3166 codes such as US,GB,DE; "${code}" is not one`,
+        )
+      }
+    }
+  }
+
+  const testNumbers = new Map<string, string>()
+  for (const entry of (read('OTPAUTH_TEST_NUMBERS') ?? '').split(',')) {
+    if (entry.trim() === '') continue
+    const [number = '', code = '', ...rest] = entry.split('=').map((p) => p.trim())
+    let phone: string | undefined
     try {
-      url = raw === undefined ? undefined : new URL(raw)
+      phone = parsePhone(number, undefined)
     } catch {
-      url = undefined
+      phone = undefined
     }
-    if (raw === undefined) {
-      problems.push('OTPAUTH_SMS_WEBHOOK_URL is required when OTPAUTH_SMS=webhook')
-    } else if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
-      problems.push(`OTPAUTH_SMS_WEBHOOK_URL must be an http:// or https:// URL, got "${raw}"`)
-    } else {
-      sms = { kind: 'webhook', url, timeoutMs: webhookTimeoutMs }
+    if (phone === undefined || !/^\d{6}$/.test(code) || rest.length > 0) {
+      problems.push(
+        `OTPAUTH_TEST_NUMBERS must be comma-separated +E164=123456 pairs; "${entry.trim()}" is not one`,
+      )
+    } else testNumbers.set(phone, code)
+  }
+
+  const template = (name: string, fallback: string): string => {
+    const raw = read(name)
+    if (raw === undefined) return fallback
+    if (!raw.includes('{code}') || raw.length > 300) {
+      problems.push(`${name} must contain {code} and be at most 300 characters`)
+      return fallback
     }
+    return raw
+  }
+  const appName = read('OTPAUTH_APP_NAME') ?? 'OtpAuth'
+  if (appName.length > 40 || /[\r\n]/.test(appName)) {
+    problems.push('OTPAUTH_APP_NAME must be one line of at most 40 characters')
+  }
+  const webOtpDomain = read('OTPAUTH_WEBOTP_DOMAIN')?.toLowerCase()
+  if (
+    webOtpDomain !== undefined &&
+    !/^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/.test(webOtpDomain)
+  ) {
+    problems.push(
+      `OTPAUTH_WEBOTP_DOMAIN must be a host name such as example.com, got "${webOtpDomain}"`,
+    )
   }
 
   const trustedProxies = (read('OTPAUTH_TRUSTED_PROXIES') ?? '')
@@ -223,6 +403,25 @@ export function loadConfig(env: Env): Readonly<Config> {
       'full',
     ] as const),
     sms,
+    email,
+    smsAllowedCountries,
+    smsBudgets: {
+      globalPerDay: int('OTPAUTH_SMS_BUDGET_PER_DAY', 20_000, 1, 100_000_000),
+      perCountryPerDay: int('OTPAUTH_SMS_BUDGET_PER_COUNTRY_PER_DAY', 5_000, 1, 100_000_000),
+      perPrefixPerHour: int('OTPAUTH_SMS_BUDGET_PER_PREFIX_PER_HOUR', 100, 1, 10_000_000),
+      prefixDigits: int('OTPAUTH_SMS_BUDGET_PREFIX_DIGITS', 5, 1, 12),
+    },
+    testNumbers,
+    messages: {
+      appName,
+      templates: {
+        register: template('OTPAUTH_TEMPLATE_REGISTER', DEFAULT_TEMPLATES.register),
+        login: template('OTPAUTH_TEMPLATE_LOGIN', DEFAULT_TEMPLATES.login),
+        phone_change: template('OTPAUTH_TEMPLATE_PHONE_CHANGE', DEFAULT_TEMPLATES.phone_change),
+        email_verify: template('OTPAUTH_TEMPLATE_EMAIL_VERIFY', DEFAULT_TEMPLATES.email_verify),
+      },
+      webOtpDomain,
+    },
     trustedProxies,
     defaultRegion,
     codeHmacKey,
@@ -268,6 +467,77 @@ export function loadConfig(env: Env): Readonly<Config> {
   }
   if (problems.length > 0) throw new ConfigError(problems)
   return Object.freeze(config)
+}
+
+function tryUrl(raw: string): URL | undefined {
+  try {
+    return new URL(raw)
+  } catch {
+    return undefined
+  }
+}
+
+/** twilioConfig reads the Twilio credentials and sender; undefined (with problems) when incomplete. */
+function twilioConfig(
+  read: (name: string) => string | undefined,
+  problems: string[],
+  timeoutMs: number,
+): Omit<Extract<SmsConfig, { kind: 'twilio' }>, 'apiUrl'> | undefined {
+  const before = problems.length
+  const accountSid = read('OTPAUTH_TWILIO_ACCOUNT_SID')
+  if (accountSid === undefined || !/^AC[0-9a-fA-F]{32}$/.test(accountSid)) {
+    problems.push(
+      'OTPAUTH_TWILIO_ACCOUNT_SID must be your account SID (AC followed by 32 hex digits)',
+    )
+  }
+  const authToken = read('OTPAUTH_TWILIO_AUTH_TOKEN')
+  const keySid = read('OTPAUTH_TWILIO_API_KEY_SID')
+  const keySecret = read('OTPAUTH_TWILIO_API_KEY_SECRET')
+  let username = accountSid ?? ''
+  let password = authToken ?? ''
+  if (keySid !== undefined || keySecret !== undefined) {
+    if (authToken !== undefined) {
+      problems.push(
+        'OTPAUTH_TWILIO_AUTH_TOKEN and OTPAUTH_TWILIO_API_KEY_SID/_SECRET are alternatives; set one',
+      )
+    } else if (
+      keySid === undefined ||
+      !/^SK[0-9a-fA-F]{32}$/.test(keySid) ||
+      keySecret === undefined
+    ) {
+      problems.push(
+        'OTPAUTH_TWILIO_API_KEY_SID (SK followed by 32 hex digits) and OTPAUTH_TWILIO_API_KEY_SECRET go together',
+      )
+    } else {
+      username = keySid
+      password = keySecret
+    }
+  } else if (authToken === undefined) {
+    problems.push(
+      'OTPAUTH_TWILIO_AUTH_TOKEN (or OTPAUTH_TWILIO_API_KEY_SID and _SECRET) is required when OTPAUTH_SMS=twilio',
+    )
+  }
+  const from = read('OTPAUTH_TWILIO_FROM')
+  const messagingServiceSid = read('OTPAUTH_TWILIO_MESSAGING_SERVICE_SID')
+  let sender: { from: string } | { messagingServiceSid: string } | undefined
+  if ((from === undefined) === (messagingServiceSid === undefined)) {
+    problems.push(
+      'exactly one of OTPAUTH_TWILIO_FROM and OTPAUTH_TWILIO_MESSAGING_SERVICE_SID is required when OTPAUTH_SMS=twilio',
+    )
+  } else if (messagingServiceSid !== undefined) {
+    if (!/^MG[0-9a-fA-F]{32}$/.test(messagingServiceSid)) {
+      problems.push('OTPAUTH_TWILIO_MESSAGING_SERVICE_SID must be MG followed by 32 hex digits')
+    } else sender = { messagingServiceSid }
+  } else if (from !== undefined) {
+    // An E.164 number, or an alphanumeric sender ID (up to 11 characters, at least one letter).
+    if (!/^\+[1-9]\d{6,14}$/.test(from) && !/^(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}$/.test(from)) {
+      problems.push(
+        'OTPAUTH_TWILIO_FROM must be an E.164 number or an alphanumeric sender ID of up to 11 characters',
+      )
+    } else sender = { from }
+  }
+  if (problems.length > before || accountSid === undefined || sender === undefined) return undefined
+  return { kind: 'twilio', accountSid, username, password, sender, timeoutMs }
 }
 
 /** parsesAsUrl accepts what pg accepts, a host left empty for a socket (`…@/db?host=/run/…`) too. */

@@ -381,7 +381,13 @@ export class AuthService {
       'The phone number of your account was changed to another number. If this was not you, ' +
       'contact support now.'
     try {
-      await this.#d.sms.send({ phone, code: '', purpose: 'phone_change_notice', text })
+      await this.#d.sms.send({
+        phone,
+        code: '',
+        purpose: 'phone_change_notice',
+        text,
+        validForSeconds: NOTICE_VALID_SECONDS,
+      })
     } catch (err) {
       // The change is made and the new number proven; a lost notice must not undo or fail it.
       this.#d.log.warn({ err }, 'phone change notice to the old number could not be sent')
@@ -504,7 +510,13 @@ export class AuthService {
     // average) and stands still in tests (the pacer would learn 0 ms and never pace).
     const started = performance.now()
     try {
-      await sms.send({ phone, code, purpose, text })
+      await sms.send({
+        phone,
+        code,
+        purpose,
+        text,
+        validForSeconds: Math.round(policy.codeTtlMs / 1000),
+      })
     } catch (cause) {
       pacer.observe(performance.now() - started, false)
       throw new AuthError('SMS_UNAVAILABLE', { cause })
@@ -537,6 +549,9 @@ export class AuthService {
     return { codeExpiresAt: this.#d.clock.now() + this.#d.policy.codeTtlMs, resendAvailableAt }
   }
 }
+
+// A notice is still worth reading a day late (a phone that was off); a code is not.
+const NOTICE_VALID_SECONDS = 86_400
 
 const CODE_TEXT: Record<CodePurpose, string> = {
   register: 'Your sign-up code is',
