@@ -28,6 +28,7 @@ import { GatewayPass } from './rpc/gateway-pass.js'
 import { createHandlers } from './rpc/handlers.js'
 import { createServer, SERVICE_NAME } from './rpc/server.js'
 import { ConsoleSmsSender } from './sms/console-sms-sender.js'
+import { TwilioSmsSender } from './sms/twilio-sms-sender.js'
 import { WebhookSmsSender } from './sms/webhook-sms-sender.js'
 import { openDatabase } from './store/database.js'
 import { migrate } from './store/migrations.js'
@@ -389,9 +390,24 @@ function createSmsSender(config: Readonly<Config>, log: Logger): SmsSender {
     case 'console':
       return new ConsoleSmsSender(log)
     case 'webhook':
-      return new WebhookSmsSender({ url: config.sms.url, timeoutMs: config.sms.timeoutMs })
+      // The system clock, not an injected one: receivers check webhook-timestamp against theirs.
+      return new WebhookSmsSender({
+        url: config.sms.url,
+        timeoutMs: config.sms.timeoutMs,
+        secret: config.sms.secret,
+        clock: systemClock,
+        newMessageId: () => `msg_${randomUUID().replaceAll('-', '')}`,
+      })
     case 'twilio':
-      // loadConfig does not offer OTPAUTH_SMS=twilio until its sender lands.
-      throw new Error('OTPAUTH_SMS=twilio is not available in this build')
+      return new TwilioSmsSender({
+        apiUrl: config.sms.apiUrl,
+        accountSid: config.sms.accountSid,
+        username: config.sms.username,
+        password: config.sms.password,
+        sender: config.sms.sender,
+        timeoutMs: config.sms.timeoutMs,
+        clock: systemClock,
+        log,
+      })
   }
 }

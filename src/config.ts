@@ -208,10 +208,11 @@ export function loadConfig(env: Env): Readonly<Config> {
     return url
   }
 
-  const smsKind = oneOf('OTPAUTH_SMS', 'console', [
+  const smsKind: SmsConfig['kind'] = oneOf('OTPAUTH_SMS', 'console', [
     'console',
     'webhook',
-  ] as const) as SmsConfig['kind']
+    'twilio',
+  ] as const)
   const webhookTimeoutMs = int('OTPAUTH_SMS_WEBHOOK_TIMEOUT_MS', 5_000, 100, 60_000)
   const webhookSecretRaw = read('OTPAUTH_SMS_WEBHOOK_SECRET')
   let webhookSecret: Buffer | undefined

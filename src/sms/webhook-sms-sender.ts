@@ -1,76 +1,80 @@
-import http from 'node:http'
-import https from 'node:https'
-import type { SmsMessage, SmsSender } from '../auth/sms-sender.js'
+import { createHmac } from 'node:crypto'
+import type { OutgoingHttpHeaders } from 'node:http'
+import type { Clock } from '../auth/clock.js'
+import { SmsSendError, type SmsMessage, type SmsSender } from '../auth/sms-sender.js'
+import { ProviderClient, retryAfterMs } from './provider-client.js'
 
 export interface WebhookSmsSenderOptions {
   url: URL
   timeoutMs: number
+  /** Standard Webhooks signing key (the bytes after `whsec_`); undefined: requests are unsigned. */
+  secret?: Buffer | undefined
+  /** Stamps webhook-timestamp and reads Retry-After dates: wall time, as receivers check it. */
+  clock: Clock
+  /** A new webhook-id per message: `msg_` and characters other than `.` (Standard Webhooks). */
+  newMessageId: () => string
 }
 
 /**
  * WebhookSmsSender POSTs each message as JSON to an SMS gateway of the operator's choosing:
  * {"phone_number": "+E164", "code": "123456", "message": "…", "purpose": "register" | "login" |
- * "phone_change"}; a notice ("purpose": "phone_change_notice") has no "code".
- * A non-2xx answer, a network error or the timeout rejects.
+ * "phone_change"}; a notice ("purpose": "phone_change_notice") has no "code". With a secret, each
+ * POST is signed as Standard Webhooks says (webhook-id, webhook-timestamp, webhook-signature).
+ * One attempt per message, never retried here. Rejects with an SmsSendError: permanent on 422 (the
+ * gateway's way to say the number can never receive SMS); transient on any other non-2xx answer
+ * (with Retry-After) or a connection that fails before the request is out; unknown when the
+ * request went out and no answer came (docs/sms-providers.md).
  */
 export class WebhookSmsSender implements SmsSender {
   readonly #options: WebhookSmsSenderOptions
-  // node:http with a keep-alive agent rather than fetch: fetch costs about 0.4 ms of CPU per
-  // POST, which was most of a Register call's CPU (see bench/README-performance.md).
-  readonly #agent: http.Agent
-  readonly #request: typeof http.request
+  readonly #client: ProviderClient
 
   constructor(options: WebhookSmsSenderOptions) {
     this.#options = options
-    const secure = options.url.protocol === 'https:'
-    this.#agent = secure
-      ? new https.Agent({ keepAlive: true })
-      : new http.Agent({ keepAlive: true })
-    this.#request = secure ? https.request : http.request
+    this.#client = new ProviderClient({
+      name: 'SMS webhook',
+      secure: options.url.protocol === 'https:',
+      timeoutMs: options.timeoutMs,
+    })
   }
 
-  send(message: SmsMessage): Promise<void> {
+  async send(message: SmsMessage): Promise<void> {
     const body = JSON.stringify({
       phone_number: message.phone,
       code: message.code === '' ? undefined : message.code,
       message: message.text,
       purpose: message.purpose,
     })
-    return new Promise((resolve, reject) => {
-      const request = this.#request(
-        this.#options.url,
-        {
-          method: 'POST',
-          agent: this.#agent,
-          headers: {
-            'content-type': 'application/json',
-            'content-length': Buffer.byteLength(body),
-          },
-        },
-        (response) => {
-          // Drain the body so the keep-alive connection can be reused. Redirects are not followed.
-          response.resume()
-          response.on('error', fail)
-          response.on('close', () => {
-            if (!response.complete) fail(new Error('SMS webhook closed the connection mid-answer'))
-          })
-          response.on('end', () => {
-            clearTimeout(timer)
-            const code = response.statusCode ?? 0
-            if (code >= 200 && code < 300) resolve()
-            else reject(new Error(`SMS webhook answered HTTP ${code}`))
-          })
-        },
+    const headers: OutgoingHttpHeaders = { 'content-type': 'application/json' }
+    const { secret, clock, newMessageId } = this.#options
+    if (secret !== undefined) {
+      const id = newMessageId()
+      const timestamp = Math.floor(clock.now() / 1000).toString()
+      const signature = createHmac('sha256', secret)
+        .update(`${id}.${timestamp}.${body}`)
+        .digest('base64')
+      headers['webhook-id'] = id
+      headers['webhook-timestamp'] = timestamp
+      headers['webhook-signature'] = `v1,${signature}`
+    }
+
+    // Redirects are not followed: a 3xx is a refusal like any other.
+    const answer = await this.#client.post(this.#options.url, headers, body)
+    const { status } = answer
+    if (status >= 200 && status < 300) return
+    const providerCode = String(status)
+    if (status === 422) {
+      throw new SmsSendError(
+        'permanent',
+        'SMS webhook answered HTTP 422: the number cannot receive SMS',
+        { providerCode },
       )
-      function fail(error: Error): void {
-        clearTimeout(timer)
-        reject(error)
-      }
-      const timer = setTimeout(() => {
-        request.destroy(new Error(`SMS webhook timed out after ${this.#options.timeoutMs} ms`))
-      }, this.#options.timeoutMs)
-      request.on('error', fail)
-      request.end(body)
-    })
+    }
+    const retryAfter = retryAfterMs(answer, clock)
+    throw new SmsSendError(
+      'transient',
+      `SMS webhook answered HTTP ${status}`,
+      retryAfter === undefined ? { providerCode } : { providerCode, retryAfterMs: retryAfter },
+    )
   }
 }
