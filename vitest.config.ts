@@ -21,6 +21,7 @@ const RULE_TESTS = [
   'test/delete-account.test.ts',
   'test/resend-after-verify.test.ts',
   'test/upgrade.test.ts',
+  'test/sms-budget.test.ts',
 ]
 
 export default defineConfig({

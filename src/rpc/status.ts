@@ -61,6 +61,10 @@ export const statusOf: Record<AuthErrorReason, { code: status; message: string }
     code: status.UNAVAILABLE,
     message: 'the SMS could not be sent; try again shortly',
   },
+  SMS_BUDGET_EXHAUSTED: {
+    code: status.RESOURCE_EXHAUSTED,
+    message: 'the SMS budget for this destination is used up; try again later',
+  },
   STORE_UNAVAILABLE: {
     code: status.UNAVAILABLE,
     message: 'the database is unreachable; try again shortly',

@@ -137,6 +137,21 @@ const migrations: Record<string, Migration> = {
       }
     },
   },
+  // SMS budgets shared by replicas (the embedded store keeps them in process memory).
+  '0004_sms_budgets': {
+    async up(db: AnyDb) {
+      if (!isPostgres(db)) return
+      await db.schema
+        .createTable('sms_budgets')
+        .addColumn('scope', 'text', (c) => c.notNull())
+        .addColumn('window_start', 'bigint', (c) => c.notNull())
+        .addColumn('count', 'integer', (c) => c.notNull())
+        .addPrimaryKeyConstraint('sms_budgets_pk', ['scope', 'window_start'])
+        // Counters are updated in place: room on the page keeps those updates HOT (no index write).
+        .modifyEnd(sql`with (fillfactor = 80)`)
+        .execute()
+    },
+  },
 }
 
 // Any constant, as long as it is the same for every replica: pg_advisory_lock's key.

@@ -1,0 +1,135 @@
+import { sql, type Kysely } from 'kysely'
+import {
+  budgetRefusal,
+  budgetWindows,
+  checkLimits,
+  DAY_MS,
+  HOUR_MS,
+  type BudgetCharge,
+  type BudgetWindow,
+  type SmsBudget,
+  type SmsBudgetLimits,
+} from '../auth/sms-budget.js'
+import type { Database } from './database.js'
+import { guarded } from './store-errors.js'
+
+/** PostgreSQL only (migration 0004): SMS charged per budget and window. */
+export interface SmsBudgetsTable {
+  /** 'global', 'country:<region>' or 'prefix:<+digits>' (budgetWindows). */
+  scope: string
+  /** Epoch ms: the UTC hour (prefixes) or UTC day (country, global) the count is for. */
+  window_start: number
+  count: number
+}
+
+/** The PostgreSQL SmsBudget, with the pruning of ended windows for the prune round. */
+export interface PostgresSmsBudget extends SmsBudget {
+  /**
+   * prune deletes the counters of windows that ended by `now` and returns how many. Safe when
+   * several replicas run it at once.
+   */
+  prune(now: number): Promise<number>
+}
+
+/**
+ * createPostgresSmsBudget keeps the SMS budgets in the sms_budgets table, one row per budget and
+ * window, shared by every replica.
+ *
+ * Why a charge is atomic: it is one READ COMMITTED transaction of three upserts, each
+ * `INSERT … ON CONFLICT DO UPDATE SET count = count + 1 WHERE count < limit`. PostgreSQL runs an
+ * upsert on the latest committed version of the row and locks that row whether or not its WHERE
+ * holds (a concurrent first insert of the same key waits for the other transaction, then takes
+ * the update path), and the lock is held until the transaction ends. So while a charge holds a
+ * row, no other charge can read or change that row's count; the next one sees it only as this
+ * one committed or rolled it back. If any of the three upserts returns no row, its budget is
+ * full and the transaction rolls back, so the other two increments never become visible: all
+ * three are charged or none, and no count ever passes its limit. Rows are always locked in the
+ * same order (prefix, country, global: budgetWindows), so charges cannot deadlock; the global
+ * row, which every charge takes, is locked last and held for one statement and the commit.
+ * Lock waits past the pool's lock_timeout and outages become STORE_UNAVAILABLE: the SMS is not
+ * sent (fail closed).
+ *
+ * Windows are computed from the caller's `now`, like the send limits: replicas whose clocks
+ * differ move a window's edge by that much, never its size.
+ */
+export function createPostgresSmsBudget(
+  db: Kysely<Database>,
+  limits: SmsBudgetLimits,
+  onUnavailable: (cause: unknown) => void,
+): PostgresSmsBudget {
+  checkLimits(limits)
+  const run = guarded(onUnavailable)
+  const budgets = db.withTables<{ sms_budgets: SmsBudgetsTable }>()
+  // The argument above rests on READ COMMITTED (stricter levels would fail contended upserts with
+  // serialization errors instead of waiting), so it is set here whatever the server's default.
+  const transaction = () => budgets.transaction().setIsolationLevel('read committed')
+
+  const release = (windows: readonly BudgetWindow[]): Promise<void> =>
+    // One transaction, rows in the charge's order: a single multi-row UPDATE would lock them in
+    // scan order and could deadlock with a charge in flight.
+    transaction().execute(async (trx) => {
+      for (const w of windows) {
+        await trx
+          .updateTable('sms_budgets')
+          .set({ count: sql`count - 1` })
+          .where('scope', '=', w.scope)
+          .where('window_start', '=', w.start)
+          .where('count', '>', 0)
+          .execute()
+      }
+    })
+
+  return {
+    charge: (keys, now) =>
+      run(async (): Promise<BudgetCharge> => {
+        const windows = budgetWindows(keys, now, limits)
+        await transaction().execute(async (trx) => {
+          const refused: BudgetWindow[] = []
+          // All three run, even after a refusal, so the error names the latest window to wait for.
+          for (const w of windows) {
+            const row = await trx
+              .insertInto('sms_budgets')
+              .values({ scope: w.scope, window_start: w.start, count: 1 })
+              .onConflict((oc) =>
+                oc
+                  .columns(['scope', 'window_start'])
+                  .doUpdateSet({ count: sql`sms_budgets.count + 1` })
+                  .where('sms_budgets.count', '<', w.limit),
+              )
+              .returning('count')
+              .executeTakeFirst()
+            if (row === undefined) refused.push(w)
+          }
+          // Thrown inside the transaction: Kysely rolls it back, then rethrows this.
+          if (refused.length > 0) throw budgetRefusal(refused, now)
+        })
+        let released = false
+        return {
+          release: () => {
+            if (released) return Promise.resolve()
+            released = true
+            return run(() => release(windows))
+          },
+        }
+      }),
+
+    prune: (now) =>
+      run(async () => {
+        const hour = now - (now % HOUR_MS)
+        const day = now - (now % DAY_MS)
+        const result = await budgets
+          .deleteFrom('sms_budgets')
+          .where((eb) =>
+            eb.or([
+              eb('window_start', '<', day),
+              eb.and([
+                eb(sql<string>`left(scope, 7)`, '=', 'prefix:'),
+                eb('window_start', '<', hour),
+              ]),
+            ]),
+          )
+          .executeTakeFirst()
+        return Number(result.numDeletedRows)
+      }),
+  }
+}
