@@ -66,6 +66,12 @@ const implementation: OtpAuthServer = {
   deleteAccount: (_call, callback) => {
     callback(null, {})
   },
+  addEmail: (_call, callback) => {
+    callback(null, { ...codeSent, message: 'OTP sent to email address' })
+  },
+  verifyEmail: (_call, callback) => {
+    callback(null, { email: 'ana@example.com' })
+  },
 }
 
 const server = new Server(options)

@@ -5,6 +5,7 @@ import {
   LoginResponse,
   LogoutRequest,
   RegisterRequest,
+  Channel,
   RequestLoginCodeRequest,
   ValidateSessionRequest,
   VerifyOtpRequest,
@@ -222,7 +223,10 @@ async function run(spec: WorkerSpec): Promise<WorkerResult> {
     return (await call(VERIFY, request, false, index)).ok
   }
   const requestCode = async (index: number): Promise<boolean> => {
-    const request = RequestLoginCodeRequest.encode({ phoneNumber: phoneOf(index) }).finish()
+    const request = RequestLoginCodeRequest.encode({
+      phoneNumber: phoneOf(index),
+      channel: Channel.CHANNEL_SMS,
+    }).finish()
     return (await call(REQUEST_CODE, request, false, index)).ok
   }
   const loginWithCode = async (index: number): Promise<string | undefined> => {

@@ -12,6 +12,10 @@ import type { AuthStore, CodeStore, SendLimiter } from './auth/auth-store.js'
 import { CodeHasher, keyFingerprint } from './auth/one-time-code.js'
 import { PasswordHasher } from './auth/password.js'
 import { PhoneParser } from './auth/phone.js'
+import type { EmailSender } from './auth/email-sender.js'
+import { Messages } from './auth/messages.js'
+import { ConsoleEmailSender } from './email/console-email-sender.js'
+import { SmtpEmailSender } from './email/smtp-email-sender.js'
 import { SendPacer } from './auth/send-pacer.js'
 import { SendThrottle } from './auth/send-throttle.js'
 import type { SmsSender } from './auth/sms-sender.js'
@@ -47,6 +51,7 @@ import { sql } from 'kysely'
 export interface AppOverrides {
   clock?: Clock
   sms?: SmsSender
+  email?: EmailSender
   randomInt?: (max: number) => number
 }
 
@@ -90,6 +95,14 @@ export async function startApp(
   // Always collected (a few counter increments per call); served only on OTPAUTH_METRICS_ADDRESS.
   const metrics = new OtpAuthMetrics({ activeLockouts: () => stores.activeLockouts() })
   const sms = new MeteredSmsSender(overrides.sms ?? createSmsSender(config, log), metrics)
+  if (config.testNumbers.size > 0) {
+    // The numbers, not their codes: a code in the log would be a credential in the log.
+    log.warn(
+      { testNumbers: [...config.testNumbers.keys()] },
+      'OTPAUTH_TEST_NUMBERS: these numbers get fixed codes and skip the send limits and the SMS provider; keep the list short and its codes secret',
+    )
+  }
+  const email = overrides.email ?? createEmailSender(config, log)
   const hasher = new PasswordHasher(config.argon2, config.hashConcurrency)
   await hasher.prepare()
   const store = stores.store
@@ -110,12 +123,17 @@ export async function startApp(
       durationMs: config.lockoutSeconds * 1000,
     }),
     pacer: new SendPacer((ms) => sleep(ms)),
+    email,
+    emailPacer: new SendPacer((ms) => sleep(ms)),
+    messages: new Messages(config.messages),
     policy: {
       codeTtlMs: config.codeTtlSeconds * 1000,
       codeMaxAttempts: config.codeMaxAttempts,
       sessionTtlMs: config.sessionTtlSeconds * 1000,
       numberFailureLimit: config.numberFailureLimit,
       privilegedSessionMs: config.privilegedSessionSeconds * 1000,
+      allowedCountries: config.smsAllowedCountries,
+      testNumbers: config.testNumbers,
     },
     log,
   })
@@ -230,6 +248,7 @@ export async function startApp(
       door?.close()
       await doorStopped
       await metricsServer?.close()
+      await email.close()
       await stores.close()
     })())
 
@@ -383,6 +402,19 @@ function scrub(message: string, url: string): string {
     // not a URL: nothing to scrub
   }
   return password === '' ? message : message.split(password).join('***')
+}
+
+function createEmailSender(config: Readonly<Config>, log: Logger): EmailSender {
+  switch (config.email.kind) {
+    case 'console':
+      return new ConsoleEmailSender(log)
+    case 'smtp':
+      return new SmtpEmailSender({
+        url: config.email.url,
+        from: config.email.from,
+        timeoutMs: config.email.timeoutMs,
+      })
+  }
 }
 
 function createSmsSender(config: Readonly<Config>, log: Logger): SmsSender {

@@ -1,5 +1,6 @@
 import { isSupportedCountry, type CountryCode } from 'libphonenumber-js/max'
 import { TrustedProxies } from './auth/client-address.js'
+import { DEFAULT_TEMPLATES, type MessagesOptions } from './auth/messages.js'
 import { parsePhone } from './auth/phone.js'
 import type { SynchronousMode } from './store/database.js'
 import { isPostgresUrl, redactUrl } from './store/postgres.js'
@@ -114,27 +115,7 @@ export interface SmsBudgets {
   prefixDigits: number
 }
 
-export interface MessagesConfig {
-  appName: string
-  /** Templates with {code}, {minutes} and {app}, by purpose. */
-  templates: {
-    register: string
-    login: string
-    phone_change: string
-    email_verify: string
-  }
-  /** Adds the WebOTP line ("@domain #code") to SMS codes, so browsers can fill them in. */
-  webOtpDomain: string | undefined
-}
-
-export const DEFAULT_TEMPLATES: MessagesConfig['templates'] = {
-  register: '{app}: your sign-up code is {code}. It expires in {minutes} minutes. Do not share it.',
-  login: '{app}: your login code is {code}. It expires in {minutes} minutes. Do not share it.',
-  phone_change:
-    '{app}: your code to move your account to this number is {code}. It expires in {minutes} minutes. Do not share it.',
-  email_verify:
-    '{app}: your code to add this email address is {code}. It expires in {minutes} minutes. Do not share it.',
-}
+export type MessagesConfig = MessagesOptions
 
 /** ConfigError lists every invalid variable at once, each by name. */
 export class ConfigError extends Error {
@@ -239,7 +220,11 @@ export function loadConfig(env: Env): Readonly<Config> {
       read('OTPAUTH_TWILIO_API_URL') === undefined
         ? new URL('https://api.twilio.com')
         : httpUrl('OTPAUTH_TWILIO_API_URL', undefined)
-    if (twilio !== undefined && apiUrl !== undefined) sms = { ...twilio, apiUrl }
+    // Basic credentials travel with every request: in the clear only to this machine (a test fake).
+    const loopback = ['127.0.0.1', 'localhost', '[::1]'].includes(apiUrl?.hostname ?? '')
+    if (apiUrl?.protocol === 'http:' && !loopback) {
+      problems.push('OTPAUTH_TWILIO_API_URL must be https:// (http:// only for a loopback host)')
+    } else if (twilio !== undefined && apiUrl !== undefined) sms = { ...twilio, apiUrl }
   }
 
   const emailKind = oneOf('OTPAUTH_EMAIL', 'console', ['console', 'smtp'] as const)

@@ -80,21 +80,34 @@ describe('Combined calls that could reveal which numbers exist', () => {
     )
   })
 
-  it('when real SMS sends fail, then calls that send nothing fail the same way for a minute', async () => {
+  it('when the provider refuses a verified number, then every path for that number answers the same SMS_UNAVAILABLE, and other numbers are not affected', async () => {
     const t = await startTestServer()
     await signUpVerified(t, PHONES.alice)
     t.clock.advance(60_000)
 
     t.sms.failNext()
     const real = await failure(t.client.requestLoginCode({ phoneNumber: PHONES.alice }))
-    const unknown = await failure(t.client.requestLoginCode({ phoneNumber: PHONES.bob }))
-    const verifiedRegister = await failure(t.client.register({ phoneNumber: PHONES.alice }))
+    const noSend = await failure(t.client.register({ phoneNumber: PHONES.alice }))
+    const again = await failure(t.client.requestLoginCode({ phoneNumber: PHONES.alice }))
+    await t.client.requestLoginCode({ phoneNumber: PHONES.bob })
 
     expect(real.code).toBe(status.UNAVAILABLE)
-    expect(visible(unknown)).toEqual(visible(real))
-    expect(visible(verifiedRegister)).toEqual(visible(real))
-    // Once a real send goes through again, the no-send answers are OK again.
-    await t.client.register({ phoneNumber: PHONES.carol })
-    await t.client.requestLoginCode({ phoneNumber: PHONES.bob })
+    expect(visible(noSend)).toEqual(visible(real))
+    expect(visible(again)).toEqual(visible(real))
+    // The mark ends by itself; then the number is tried again.
+    t.clock.advance(real.retryDelayMs ?? 0)
+    await t.client.requestLoginCode({ phoneNumber: PHONES.alice })
+    expect(t.sms.sentTo(PHONES.alice).filter((m) => m.purpose === 'login')).toHaveLength(1)
+  })
+
+  it('when the provider refuses an unknown number, then its no-send path answers the same SMS_UNAVAILABLE as the send path did', async () => {
+    const t = await startTestServer()
+
+    t.sms.failNext()
+    const real = await failure(t.client.register({ phoneNumber: PHONES.bob }))
+    const noSend = await failure(t.client.requestLoginCode({ phoneNumber: PHONES.bob }))
+
+    expect(real.reason).toBe('SMS_UNAVAILABLE')
+    expect(visible(noSend)).toEqual(visible(real))
   })
 })

@@ -9,7 +9,13 @@ import pg from 'pg'
 import { expect, inject, onTestFinished } from 'vitest'
 import { startApp, type App } from '../src/app.js'
 import type { Clock } from '../src/auth/clock.js'
-import type { SmsMessage, SmsSender } from '../src/auth/sms-sender.js'
+import type { EmailMessage, EmailSender } from '../src/auth/email-sender.js'
+import {
+  SmsSendError,
+  type SmsFailureKind,
+  type SmsMessage,
+  type SmsSender,
+} from '../src/auth/sms-sender.js'
 import { OtpAuthClient, OtpAuthError } from '../src/client/otpauth-client.js'
 import { loadConfig, type Config } from '../src/config.js'
 import { createLogger } from '../src/log.js'
@@ -36,13 +42,15 @@ export class FakeClock implements Clock {
 export class SmsOutbox implements SmsSender {
   readonly messages: SmsMessage[] = []
   #failures = 0
+  #failureKind: SmsFailureKind = 'transient'
   /** How long each accepted send takes, as a real provider's API call does (0: at once). */
   delayMs: number | (() => number) = 0
 
   send(message: SmsMessage): Promise<void> {
     if (this.#failures > 0) {
       this.#failures -= 1
-      return Promise.reject(new Error('SMS provider down (test)'))
+      const kind = this.#failureKind
+      return Promise.reject(new SmsSendError(kind, `SMS provider refused (test, ${kind})`))
     }
     const delay = typeof this.delayMs === 'number' ? this.delayMs : this.delayMs()
     if (delay > 0) {
@@ -54,8 +62,10 @@ export class SmsOutbox implements SmsSender {
     return Promise.resolve()
   }
 
-  failNext(count = 1): void {
+  /** failNext makes the next `count` sends fail with the given kind (and records none of them). */
+  failNext(count = 1, kind: SmsFailureKind = 'transient'): void {
     this.#failures = count
+    this.#failureKind = kind
   }
 
   sentTo(phone: string): SmsMessage[] {
@@ -67,6 +77,42 @@ export class SmsOutbox implements SmsSender {
     const found = this.sentTo(phone).filter((m) => purpose === undefined || m.purpose === purpose)
     const last = found.at(-1)
     if (last === undefined) throw new Error(`no SMS was sent to ${phone}`)
+    return last.code
+  }
+}
+
+/** EmailOutbox records every email; failNext makes the next sends reject (transient by default). */
+export class EmailOutbox implements EmailSender {
+  readonly messages: EmailMessage[] = []
+  #failures: Error[] = []
+
+  send(message: EmailMessage): Promise<void> {
+    const failure = this.#failures.shift()
+    if (failure !== undefined) return Promise.reject(failure)
+    this.messages.push(message)
+    return Promise.resolve()
+  }
+
+  close(): Promise<void> {
+    return Promise.resolve()
+  }
+
+  failNext(count = 1, kind: SmsFailureKind = 'transient'): void {
+    this.#failures = Array.from(
+      { length: count },
+      () => new SmsSendError(kind, `mail server refused (test, ${kind})`),
+    )
+  }
+
+  sentTo(address: string): EmailMessage[] {
+    return this.messages.filter((m) => m.to === address)
+  }
+
+  /** lastCodeFor returns the newest code mailed to the address; throws if none was. */
+  lastCodeFor(address: string, purpose?: EmailMessage['purpose']): string {
+    const found = this.sentTo(address).filter((m) => purpose === undefined || m.purpose === purpose)
+    const last = found.at(-1)
+    if (last === undefined) throw new Error(`no email was sent to ${address}`)
     return last.code
   }
 }
@@ -114,6 +160,7 @@ export interface TestServer {
   address: string
   clock: FakeClock
   sms: SmsOutbox
+  email: EmailOutbox
   logs: LogCapture
   config: Config
   dir: string
@@ -157,12 +204,14 @@ export async function startTestServer(options: StartOptions = {}): Promise<TestS
   const ownsDir = options.dir === undefined
   const clock = options.clock ?? new FakeClock()
   const sms = new SmsOutbox()
+  const email = new EmailOutbox()
   const logs = new LogCapture()
   const fromStore = await storeConfig(options.databaseUrl)
   const config = testConfig(dir, { ...fromStore, ...options.config })
   const app = await startApp(config, createLogger('info', logs), {
     clock,
     sms,
+    email,
     ...(options.randomInt === undefined ? {} : { randomInt: options.randomInt }),
   })
   const address = `127.0.0.1:${app.port}`
@@ -186,6 +235,7 @@ export async function startTestServer(options: StartOptions = {}): Promise<TestS
     address,
     clock,
     sms,
+    email,
     logs,
     config,
     dir,
@@ -328,6 +378,8 @@ export const OTPAUTH_RPCS = [
   'RequestPhoneChange',
   'ChangePhoneNumber',
   'DeleteAccount',
+  'AddEmail',
+  'VerifyEmail',
 ] as const
 
 /** visible is everything a caller can see of a failure, for comparing two answers. */

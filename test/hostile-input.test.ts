@@ -6,6 +6,7 @@ import { OtpAuthError } from '../src/client/otpauth-client.js'
 import { Status } from '../gen/google/rpc/status.js'
 import { ErrorInfo } from '../gen/google/rpc/error_details.js'
 import {
+  AddEmailRequest,
   ChangePasswordRequest,
   ChangePhoneNumberRequest,
   DeleteAccountRequest,
@@ -14,10 +15,12 @@ import {
   LogoutRequest,
   OtpAuthService,
   RegisterRequest,
+  Channel,
   RequestLoginCodeRequest,
   RequestPhoneChangeRequest,
   RevokeSessionRequest,
   ValidateSessionRequest,
+  VerifyEmailRequest,
   VerifyOtpRequest,
 } from '../gen/otpauth/v1/otpauth.js'
 import {
@@ -411,7 +414,8 @@ function validRequest(rpc: string): Buffer {
   const bytes = {
     Register: () => RegisterRequest.encode({ phoneNumber, password: 'a sound password' }).finish(),
     VerifyOtp: () => VerifyOtpRequest.encode({ phoneNumber, code: '123456' }).finish(),
-    RequestLoginCode: () => RequestLoginCodeRequest.encode({ phoneNumber }).finish(),
+    RequestLoginCode: () =>
+      RequestLoginCodeRequest.encode({ phoneNumber, channel: Channel.CHANNEL_SMS }).finish(),
     Login: () =>
       LoginRequest.encode({
         phoneNumber,
@@ -443,6 +447,10 @@ function validRequest(rpc: string): Buffer {
         code: '123456',
       }).finish(),
     DeleteAccount: () => DeleteAccountRequest.encode({ sessionToken: 'A'.repeat(43) }).finish(),
+    AddEmail: () =>
+      AddEmailRequest.encode({ sessionToken: 'A'.repeat(43), email: 'ana@example.com' }).finish(),
+    VerifyEmail: () =>
+      VerifyEmailRequest.encode({ sessionToken: 'A'.repeat(43), code: '123456' }).finish(),
   }[rpc]
   if (bytes === undefined) throw new Error(rpc)
   return Buffer.from(bytes())

@@ -75,7 +75,7 @@ describe('Logging', () => {
     const line = t.logs.entries().find((e) => e['rpc'] === 'Register')
     expect(line?.['status']).toBe('UNAVAILABLE')
     expect(line?.['level']).toBe(50)
-    expect(JSON.stringify(line?.['err'])).toContain('SMS provider down')
+    expect(JSON.stringify(line?.['err'])).toContain('SMS provider refused (test, transient)')
     expect(t.logs.text).not.toContain('987654')
     expect(t.logs.text).not.toContain(PASSWORD)
   })

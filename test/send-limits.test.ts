@@ -1,6 +1,6 @@
 import { status } from '@grpc/grpc-js'
 import { describe, expect, it } from 'vitest'
-import { failure, PHONES, signUpVerified, startTestServer } from './harness.js'
+import { failure, PHONES, signUpVerified, startTestServer, visible } from './harness.js'
 
 const HOUR = 3_600_000
 
@@ -116,18 +116,22 @@ describe('Send limits', () => {
     await t.client.register({ phoneNumber: PHONES.dave }, t.as('203.0.113.7'))
   })
 
-  it('when the SMS cannot be sent, then UNAVAILABLE SMS_UNAVAILABLE and an immediate retry succeeds', async () => {
+  it('when the SMS cannot be sent, then UNAVAILABLE SMS_UNAVAILABLE with a 10 s RetryInfo, the number is not tried again before then, and no cooldown was charged', async () => {
     const t = await startTestServer()
     t.sms.failNext()
 
     const err = await failure(t.client.register({ phoneNumber: PHONES.alice }))
+    const early = await failure(t.client.register({ phoneNumber: PHONES.alice }))
+    t.clock.advance(10_000)
+    await t.client.register({ phoneNumber: PHONES.alice })
 
     expect(err.code).toBe(status.UNAVAILABLE)
     expect(err.reason).toBe('SMS_UNAVAILABLE')
     expect(err.domain).toBe('otpauth')
-    expect(t.sms.sentTo(PHONES.alice)).toEqual([])
-
-    await t.client.register({ phoneNumber: PHONES.alice })
+    expect(err.retryDelayMs).toBe(10_000)
+    expect(visible(early)).toEqual(visible(err))
+    // One attempt failed, the early retry never reached the provider, the last one went out.
+    expect(t.sms.sentTo(PHONES.alice)).toHaveLength(1)
     await t.client.verifyOtp({ phoneNumber: PHONES.alice, code: t.sms.lastCodeFor(PHONES.alice) })
   })
 
@@ -158,17 +162,20 @@ describe('Send limits', () => {
     expect(err.code).toBe(status.UNAVAILABLE)
     expect(err.reason).toBe('SMS_UNAVAILABLE')
     await t.client.login({ phoneNumber: PHONES.alice, credential: { $case: 'code', value: first } })
+    // Not held up by the failed send's cooldown: only by the short delivery mark.
+    t.clock.advance(err.retryDelayMs ?? 0)
     await t.client.requestLoginCode({ phoneNumber: PHONES.alice })
   })
 
   it('when many sends fail, then none of them count toward the per-number or per-client caps', async () => {
     const t = await startTestServer({ config: { sendsPerClientPerHour: 5 } })
-    t.sms.failNext(10)
     for (let i = 0; i < 10; i += 1) {
+      t.sms.failNext()
       const err = await failure(
         t.client.register({ phoneNumber: PHONES.alice }, t.as('203.0.113.9')),
       )
       expect(err.reason).toBe('SMS_UNAVAILABLE')
+      t.clock.advance(err.retryDelayMs ?? 0)
     }
 
     for (let i = 0; i < 5; i += 1) {

@@ -20,6 +20,9 @@ import {
 } from './one-time-code.js'
 import { parseLoginPassword, parseNewPassword, type PasswordHasher } from './password.js'
 import type { PhoneParser } from './phone.js'
+import { parseEmail } from './email-address.js'
+import type { EmailSender } from './email-sender.js'
+import type { Messages } from './messages.js'
 import type { SendPacer } from './send-pacer.js'
 import {
   hashSessionToken,
@@ -29,7 +32,7 @@ import {
   parseSessionToken,
   type RandomBytes,
 } from './session-token.js'
-import type { SmsSender } from './sms-sender.js'
+import { failureKind, SmsSendError, type SmsSender } from './sms-sender.js'
 
 export interface AuthPolicy {
   codeTtlMs: number
@@ -40,7 +43,18 @@ export interface AuthPolicy {
   numberFailureLimit: number
   /** How long after its login a session may make sensitive changes. */
   privilegedSessionMs: number
+  /** Countries whose numbers may be sent codes (ISO 3166); undefined: all. */
+  allowedCountries: ReadonlySet<string> | undefined
+  /** Numbers that never reach a provider and always get their fixed code (E.164 → code). */
+  testNumbers: ReadonlyMap<string, string>
 }
+
+// How long every path for a number answers SMS_UNAVAILABLE after the provider refused it for now
+// (at least; longer when the provider asks), and how long a number it called undeliverable is
+// believed. Marks end by themselves, so a number recovers without anyone's help.
+const FAILING_MARK_MS = 10_000
+const FAILING_MARK_MAX_MS = 600_000
+const UNDELIVERABLE_MARK_MS = 86_400_000
 
 // ListSessions answers at most this many: an answer stays far below the 16 KiB message cap.
 export const SESSION_LIST_LIMIT = 100
@@ -59,9 +73,34 @@ export interface AuthServiceDeps {
   throttle: SendLimiter
   lockout: ClientLockout
   pacer: SendPacer
+  email: EmailSender
+  /** The email no-send paths replay email send times: mail servers are not SMS gateways. */
+  emailPacer: SendPacer
+  messages: Messages
   policy: AuthPolicy
   log: Logger
 }
+
+/** Where a code goes. */
+type Destination = { channel: 'sms'; phone: string } | { channel: 'email'; address: string }
+
+/** A code to send: what it is for, where its challenge is kept, what it carries. */
+interface CodeOrder {
+  purpose: CodePurpose
+  challenge: ChallengeKey
+  to: Destination
+  passwordHash?: string | null
+  target?: string | null
+}
+
+/** What a send path may do once its send is reserved: send a code, or answer as if it had. */
+interface SendTicket {
+  code(order: CodeOrder): Promise<void>
+  nothing(): Promise<void>
+}
+
+const UNDELIVERABLE = { sms: 'PHONE_NUMBER_UNDELIVERABLE', email: 'EMAIL_UNDELIVERABLE' } as const
+const UNAVAILABLE = { sms: 'SMS_UNAVAILABLE', email: 'EMAIL_UNAVAILABLE' } as const
 
 /** Who is calling: the key limits and lockouts are counted against (see clientKey). */
 export interface Caller {
@@ -103,39 +142,40 @@ export class AuthService {
   /**
    * register sends a sign-up code and creates or refreshes the pending account. A verified number
    * gets the same answer, in the same time, and nothing changes.
-   * Throws INVALID_PHONE_NUMBER, INVALID_PASSWORD, RESEND_TOO_SOON, NUMBER_SEND_LIMIT,
-   * CLIENT_SEND_LIMIT, SMS_UNAVAILABLE.
+   * Throws INVALID_PHONE_NUMBER, COUNTRY_NOT_ALLOWED, INVALID_PASSWORD, RESEND_TOO_SOON,
+   * NUMBER_SEND_LIMIT, CLIENT_SEND_LIMIT, SMS_UNAVAILABLE, PHONE_NUMBER_UNDELIVERABLE.
    */
   async register(
     input: { phone: string; password: string | undefined },
     caller: Caller,
   ): Promise<CodeSent> {
     const { store, clock, hasher, newId } = this.#d
-    const phone = this.#phones.parse(input.phone)
+    const phone = this.#smsNumber(input.phone, 'phone_number')
     const password = input.password === undefined ? undefined : parseNewPassword(input.password)
-    const reservation = await this.#d.throttle.reserve(phone, caller.clientKey, clock.now())
-    try {
+    return this.#reserveSend(phone, 'sms', caller, async (send) => {
       // Hashed for verified numbers too, so both paths take the same time.
       const passwordHash = password === undefined ? null : await hasher.hash(password)
       // The password stays with the sign-up challenge until its code is verified; the account row
       // gets it only then.
       const user = await store.savePendingUser(phone, clock.now(), newId())
-      if (user.verifiedAt !== null) {
-        if (passwordHash !== null) {
-          // A challenge no code can answer (codes are 6 digits; this is the empty code's MAC): it
-          // remembers the password exactly as for a pending number, so a Login with it answers
-          // the same for both (see #loginWithPassword).
-          await this.#issue('register', numberChallenge(phone), '', passwordHash, caller)
-        }
-        await this.#d.pacer.pace()
-        return this.#codeSent(reservation.resendAvailableAt)
+      if (user.verifiedAt === null) {
+        const to = { channel: 'sms' as const, phone }
+        await send.code({
+          purpose: 'register',
+          challenge: numberChallenge(phone),
+          to,
+          passwordHash,
+        })
+        return
       }
-      await this.#sendCode('register', phone, passwordHash, caller, numberChallenge(phone))
-      return this.#codeSent(reservation.resendAvailableAt)
-    } catch (error) {
-      await reservation.release()
-      throw error
-    }
+      if (passwordHash !== null) {
+        // A challenge no code can answer (codes are 6 digits; this is the empty code's MAC): it
+        // remembers the password exactly as for a pending number, so a Login with it answers
+        // the same for both (see #loginWithPassword).
+        await this.#issue('register', numberChallenge(phone), '', passwordHash, caller)
+      }
+      await send.nothing()
+    })
   }
 
   /**
@@ -167,21 +207,74 @@ export class AuthService {
   /**
    * requestLoginCode sends a login code to a verified number; any other number gets the same
    * answer, in the same time, and no SMS.
-   * Throws INVALID_PHONE_NUMBER, RESEND_TOO_SOON, NUMBER_SEND_LIMIT, CLIENT_SEND_LIMIT,
-   * SMS_UNAVAILABLE.
+   * Throws INVALID_PHONE_NUMBER, COUNTRY_NOT_ALLOWED, RESEND_TOO_SOON, NUMBER_SEND_LIMIT,
+   * CLIENT_SEND_LIMIT, SMS_UNAVAILABLE, PHONE_NUMBER_UNDELIVERABLE.
    */
-  async requestLoginCode(input: { phone: string }, caller: Caller): Promise<CodeSent> {
-    const phone = this.#phones.parse(input.phone)
-    const reservation = await this.#d.throttle.reserve(phone, caller.clientKey, this.#d.clock.now())
-    try {
-      const user = await this.#d.store.findUserByPhone(phone)
-      if (user?.verifiedAt == null) await this.#d.pacer.pace()
-      else await this.#sendCode('login', phone, null, caller, numberChallenge(phone))
-      return this.#codeSent(reservation.resendAvailableAt)
-    } catch (error) {
-      await reservation.release()
-      throw error
+  async requestLoginCode(
+    input: { phone: string; channel: 'sms' | 'email' },
+    caller: Caller,
+  ): Promise<CodeSent> {
+    if (input.channel === 'email') {
+      const phone = this.#phones.parse(input.phone)
+      // Limited per number, not per address: a number with no address must be charged alike.
+      return this.#reserveSend(`email-login:${phone}`, 'email', caller, async (send) => {
+        const user = await this.#d.store.findUserByPhone(phone)
+        if (user?.verifiedAt == null || user.email === null) {
+          await send.nothing()
+          return
+        }
+        const to = { channel: 'email' as const, address: user.email }
+        await send.code({ purpose: 'login', challenge: numberChallenge(phone), to })
+      })
     }
+    const phone = this.#smsNumber(input.phone, 'phone_number')
+    return this.#reserveSend(phone, 'sms', caller, async (send) => {
+      const user = await this.#d.store.findUserByPhone(phone)
+      if (user?.verifiedAt == null) await send.nothing()
+      else {
+        const to = { channel: 'sms' as const, phone }
+        await send.code({ purpose: 'login', challenge: numberChallenge(phone), to })
+      }
+    })
+  }
+
+  /**
+   * addEmail sends a code to an address, to add it to a privileged session's account.
+   * Throws INVALID_EMAIL, INVALID_SESSION_TOKEN, SESSION_INVALID, REAUTHENTICATION_REQUIRED,
+   * RESEND_TOO_SOON, NUMBER_SEND_LIMIT, CLIENT_SEND_LIMIT, EMAIL_UNAVAILABLE, EMAIL_UNDELIVERABLE.
+   */
+  async addEmail(input: { token: string; email: string }, caller: Caller): Promise<CodeSent> {
+    const address = parseEmail(input.email)
+    const { session } = await this.#privilegedSession(input.token)
+    return this.#reserveSend(`email:${address}`, 'email', caller, (send) =>
+      send.code({
+        purpose: 'email_verify',
+        challenge: accountChallenge(session.userId),
+        to: { channel: 'email', address },
+        target: address,
+      }),
+    )
+  }
+
+  /**
+   * verifyEmail makes the address from the account's last AddEmail its email address, with the
+   * code sent there. The address it replaces gets a notice. Returns the address.
+   * Throws INVALID_CODE_FORMAT, INVALID_SESSION_TOKEN, SESSION_INVALID, CLIENT_LOCKED_OUT,
+   * INVALID_CREDENTIALS.
+   */
+  async verifyEmail(input: { token: string; code: string }, caller: Caller): Promise<string> {
+    const code = parseCode(input.code)
+    const { session, tokenHash } = await this.#liveSession(input.token)
+    const { address, previous } = await this.#withTry(caller, session.phone, async () => {
+      const answer = await this.#answer('email_verify', accountChallenge(session.userId), code)
+      if (!answer.ok || answer.target === null) return undefined
+      const set = await this.#d.store.setEmail(tokenHash, this.#d.clock.now(), answer.target)
+      if (set === undefined) throw new AuthError('SESSION_INVALID')
+      return { address: answer.target, previous: set.previous }
+    })
+    await this.#endCooldown(`email:${address}`)
+    if (previous !== null && previous !== address) await this.#sendEmailNotice(previous)
+    return address
   }
 
   /**
@@ -263,30 +356,26 @@ export class AuthService {
    * requestPhoneChange sends a code to the new number of a privileged session's account. A number
    * that belongs to a verified account gets the same answer, in the same time, and no SMS.
    * Throws INVALID_PHONE_NUMBER, INVALID_SESSION_TOKEN, SESSION_INVALID, REAUTHENTICATION_REQUIRED,
-   * RESEND_TOO_SOON, NUMBER_SEND_LIMIT, CLIENT_SEND_LIMIT, SMS_UNAVAILABLE.
+   * RESEND_TOO_SOON, NUMBER_SEND_LIMIT, CLIENT_SEND_LIMIT, SMS_UNAVAILABLE, COUNTRY_NOT_ALLOWED,
+   * PHONE_NUMBER_UNDELIVERABLE.
    */
   async requestPhoneChange(
     input: { token: string; newPhone: string },
     caller: Caller,
   ): Promise<CodeSent> {
-    const phone = this.#phones.parse(input.newPhone, 'new_phone_number')
+    const phone = this.#smsNumber(input.newPhone, 'new_phone_number')
     const { session } = await this.#privilegedSession(input.token)
     const challenge = phoneChangeChallenge(session.userId, phone)
-    const reservation = await this.#d.throttle.reserve(phone, caller.clientKey, this.#d.clock.now())
-    try {
+    return this.#reserveSend(phone, 'sms', caller, async (send) => {
       const holder = await this.#d.store.findUserByPhone(phone)
       if (holder?.verifiedAt == null) {
-        await this.#sendCode('phone_change', phone, null, caller, challenge)
-      } else {
-        // A challenge no code can answer replaces any earlier one, exactly as a real send would.
-        await this.#issue('phone_change', challenge, '', null, caller)
-        await this.#d.pacer.pace()
+        await send.code({ purpose: 'phone_change', challenge, to: { channel: 'sms', phone } })
+        return
       }
-      return this.#codeSent(reservation.resendAvailableAt)
-    } catch (error) {
-      await reservation.release()
-      throw error
-    }
+      // A challenge no code can answer replaces any earlier one, exactly as a real send would.
+      await this.#issue('phone_change', challenge, '', null, caller)
+      await send.nothing()
+    })
   }
 
   /**
@@ -333,6 +422,7 @@ export class AuthService {
       { purpose: 'register', subject: user.phone },
       { purpose: 'login', subject: user.phone },
       { purpose: 'phone_change', subject: user.id },
+      { purpose: 'email_verify', subject: user.id },
     ])
   }
 
@@ -375,11 +465,31 @@ export class AuthService {
     }
   }
 
+  /** #sendEmailNotice tells an address it no longer receives the account's codes; best effort. */
+  async #sendEmailNotice(address: string): Promise<void> {
+    const app = this.#d.messages.appName
+    const text =
+      `${app}: this address is no longer the email address of your account; another one ` +
+      'replaced it. If this was not you, contact support now.'
+    try {
+      await this.#d.email.send({
+        to: address,
+        code: '',
+        purpose: 'email_change_notice',
+        subject: `${app}: your email address was changed`,
+        text,
+        html: `<p>${escapeHtml(text)}</p>`,
+      })
+    } catch (err) {
+      this.#d.log.warn({ err }, 'email change notice to the previous address could not be sent')
+    }
+  }
+
   /** #sendNotice tells a number about a change to its account; a failure is logged, not thrown. */
   async #sendNotice(phone: string): Promise<void> {
     const text =
-      'The phone number of your account was changed to another number. If this was not you, ' +
-      'contact support now.'
+      `${this.#d.messages.appName}: the phone number of your account was changed to another ` +
+      'number. If this was not you, contact support now.'
     try {
       await this.#d.sms.send({
         phone,
@@ -495,35 +605,145 @@ export class AuthService {
     return { token, userId: user.id, expiresAt }
   }
 
-  async #sendCode(
-    purpose: CodePurpose,
-    phone: string,
-    passwordHash: string | null,
+  /**
+   * #smsNumber parses a number that a code may be sent to, and refuses it up front if its country
+   * is not allowed (test numbers never reach a provider, so any country will do for them).
+   * Throws INVALID_PHONE_NUMBER, COUNTRY_NOT_ALLOWED.
+   */
+  #smsNumber(raw: string, field: string): string {
+    const phone = this.#phones.parse(raw, field)
+    const allowed = this.#d.policy.allowedCountries
+    if (allowed !== undefined && !this.#d.policy.testNumbers.has(phone)) {
+      if (!allowed.has(this.#phones.region(phone))) {
+        throw new AuthError('COUNTRY_NOT_ALLOWED', {
+          violation: { field, description: `${field} is in a country codes are not sent to` },
+        })
+      }
+    }
+    return phone
+  }
+
+  /**
+   * #reserveSend runs a send path under the send limits of `key` (the number, or an email key):
+   * it reserves the send, answers from the key's delivery mark if it has one (alike for the send
+   * and the no-send path), runs `work`, and gives the send back if nothing went out. Test numbers
+   * skip the limits and the provider.
+   */
+  async #reserveSend(
+    key: string,
+    channel: Destination['channel'],
     caller: Caller,
-    challenge: ChallengeKey,
-  ): Promise<void> {
-    const { sms, randomInt, pacer, policy } = this.#d
+    work: (send: SendTicket) => Promise<void>,
+  ): Promise<CodeSent> {
+    const { clock, throttle } = this.#d
+    const testCode = channel === 'sms' ? this.#d.policy.testNumbers.get(key) : undefined
+    if (testCode !== undefined) {
+      await work({
+        code: (order) =>
+          this.#issue(
+            order.purpose,
+            order.challenge,
+            testCode,
+            order.passwordHash ?? null,
+            caller,
+            null,
+          ),
+        nothing: () => Promise.resolve(),
+      })
+      return this.#codeSent(clock.now())
+    }
+    const reservation = await throttle.reserve(key, caller.clientKey, clock.now())
+    try {
+      const mark = reservation.delivery
+      if (mark.state === 'undeliverable') throw new AuthError(UNDELIVERABLE[channel])
+      if (mark.state === 'failing') {
+        throw new AuthError(UNAVAILABLE[channel], {
+          retryAfterMs: mark.until - clock.now(),
+          cause: new Error('the last send here failed; it is not retried before then'),
+        })
+      }
+      await work({
+        code: (order) => this.#sendCode(order, key, caller),
+        nothing: () => (channel === 'sms' ? this.#d.pacer : this.#d.emailPacer).pace(),
+      })
+      return this.#codeSent(reservation.resendAvailableAt)
+    } catch (error) {
+      await reservation.release()
+      throw error
+    }
+  }
+
+  /**
+   * #sendCode sends a new code and keeps its challenge. An accepted send, or one whose outcome is
+   * unknown (it may be on its way), keeps the challenge and the charge; a refused one marks the
+   * send key so every path answers alike for a while, and charges nothing.
+   */
+  async #sendCode(order: CodeOrder, key: string, caller: Caller): Promise<void> {
+    const { randomInt, policy, clock, throttle, log } = this.#d
+    const { to, purpose } = order
     const code = generateCode(randomInt)
     const minutes = Math.round(policy.codeTtlMs / 60_000)
-    const text = `${CODE_TEXT[purpose]} ${code}. It expires in ${minutes} minutes. Do not share it.`
-    // Timed on the monotonic clock: the injected clock is wall time (a step would poison the
-    // average) and stands still in tests (the pacer would learn 0 ms and never pace).
+    const pacer = to.channel === 'sms' ? this.#d.pacer : this.#d.emailPacer
+    // Timed on the monotonic clock: the injected clock is wall time (a step would skew the
+    // samples) and stands still in tests (the pacer would learn 0 ms and never pace).
     const started = performance.now()
     try {
-      await sms.send({
-        phone,
-        code,
-        purpose,
-        text,
-        validForSeconds: Math.round(policy.codeTtlMs / 1000),
-      })
+      if (to.channel === 'sms') {
+        await this.#d.sms.send({
+          phone: to.phone,
+          code,
+          purpose,
+          text: this.#d.messages.code(purpose, code, minutes, 'sms'),
+          validForSeconds: Math.round(policy.codeTtlMs / 1000),
+        })
+      } else {
+        const text = this.#d.messages.code(purpose, code, minutes, 'email')
+        await this.#d.email.send({
+          to: to.address,
+          code,
+          purpose: purpose === 'login' ? 'login' : 'email_verify',
+          subject: `${code} is your ${this.#d.messages.appName} code`,
+          text,
+          html: `<p>${escapeHtml(text).replace(code, `<strong>${code}</strong>`)}</p>`,
+        })
+      }
+      pacer.observe(performance.now() - started)
     } catch (cause) {
-      pacer.observe(performance.now() - started, false)
-      throw new AuthError('SMS_UNAVAILABLE', { cause })
+      pacer.observe(performance.now() - started)
+      const kind = failureKind(cause)
+      const providerCode = cause instanceof SmsSendError ? cause.providerCode : undefined
+      if (kind === 'permanent') {
+        log.info(
+          { providerCode, channel: to.channel },
+          'the provider says this destination cannot receive codes',
+        )
+        await throttle.markDelivery(key, {
+          state: 'undeliverable',
+          until: clock.now() + UNDELIVERABLE_MARK_MS,
+        })
+        throw new AuthError(UNDELIVERABLE[to.channel])
+      }
+      if (kind === 'transient') {
+        const asked = cause instanceof SmsSendError ? (cause.retryAfterMs ?? 0) : 0
+        const waitMs = Math.min(FAILING_MARK_MAX_MS, Math.max(FAILING_MARK_MS, asked))
+        await throttle.markDelivery(key, { state: 'failing', until: clock.now() + waitMs })
+        throw new AuthError(UNAVAILABLE[to.channel], { cause, retryAfterMs: waitMs })
+      }
+      // Unknown: the provider may have taken it. It counts as a send and its code stays valid.
+      log.warn(
+        { err: cause, providerCode, channel: to.channel },
+        'send outcome unknown; counted as sent',
+      )
     }
-    pacer.observe(performance.now() - started, true)
-    // Stored only once the SMS is accepted: a failed send leaves the previous code valid.
-    await this.#issue(purpose, challenge, code, passwordHash, caller)
+    // Stored only once the code is (or may be) on its way: a refused send leaves the last code valid.
+    await this.#issue(
+      purpose,
+      order.challenge,
+      code,
+      order.passwordHash ?? null,
+      caller,
+      order.target ?? null,
+    )
   }
 
   #issue(
@@ -532,6 +752,7 @@ export class AuthService {
     code: string,
     passwordHash: string | null,
     caller: Caller,
+    target: string | null = null,
   ): Promise<void> {
     const { policy, clock } = this.#d
     return this.#d.codes.issue({
@@ -541,6 +762,7 @@ export class AuthService {
       expiresAt: clock.now() + policy.codeTtlMs,
       maxAttempts: policy.codeMaxAttempts,
       passwordHash,
+      target,
       requestedBy: caller.clientKey,
     })
   }
@@ -553,16 +775,19 @@ export class AuthService {
 // A notice is still worth reading a day late (a phone that was off); a code is not.
 const NOTICE_VALID_SECONDS = 86_400
 
-const CODE_TEXT: Record<CodePurpose, string> = {
-  register: 'Your sign-up code is',
-  login: 'Your login code is',
-  phone_change: 'Your code to move your account to this number is',
-}
-
 /** Where a challenge is kept (subject) and what its code's MAC binds it to. */
 interface ChallengeKey {
   subject: string
   boundTo: string
+}
+
+/** Codes an account asks for about itself (an email address): one per account. */
+function accountChallenge(userId: string): ChallengeKey {
+  return { subject: userId, boundTo: userId }
+}
+
+function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`)
 }
 
 /** Sign-up and login codes: one per number. */

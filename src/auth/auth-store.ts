@@ -8,6 +8,8 @@ export interface User {
   readonly passwordHash: string | null
   /** Epoch ms when the number was verified; null while the account is pending. */
   readonly verifiedAt: number | null
+  /** The verified email address, a second channel for login codes; null: none. */
+  readonly email: string | null
 }
 
 /** SessionRecord is a live session as the store has it. The token itself is never stored. */
@@ -137,6 +139,15 @@ export interface AuthStore {
    * this store keeps codes, its codes), in one step. Undefined when the proof no longer holds.
    */
   deleteAccount(proof: SessionProof): Promise<User | undefined>
+  /**
+   * setEmail makes `email` the verified address of the account of a live session, in one step.
+   * Undefined when the session is no longer live; else the address it replaced.
+   */
+  setEmail(
+    tokenHash: Buffer,
+    now: number,
+    email: string,
+  ): Promise<{ previous: string | null } | undefined>
 
   /**
    * pruneExpired drops ended sessions and codes, lifted lockouts, stale failures and send records,
@@ -161,12 +172,14 @@ export interface NewChallenge {
   readonly maxAttempts: number
   /** For sign-up: the argon2id hash given with the Register call that sent this code. */
   readonly passwordHash: string | null
+  /** What the code proves when the answering call does not name it: the address for AddEmail. */
+  readonly target: string | null
   /** The client key of the call that asked for this code. */
   readonly requestedBy: string
 }
 
 export type AnswerResult =
-  | { ok: true; passwordHash: string | null; requestedBy: string }
+  | { ok: true; passwordHash: string | null; requestedBy: string; target: string | null }
   /** compared: a live challenge took the try (false: none was there to answer). */
   | { ok: false; compared: boolean }
 
@@ -201,9 +214,22 @@ export interface CodeStore {
   size(): number | undefined
 }
 
-/** A reserved send; release() gives it back when the SMS could not be delivered. */
+/**
+ * What real sends have said about a number lately, shared by every path for that number (a
+ * send path and a no-send path answer alike while a mark lasts, so the marks reveal nothing).
+ */
+export type NumberDelivery =
+  | { readonly state: 'ok' }
+  /** The provider refused for now (transient): every path answers SMS_UNAVAILABLE until then. */
+  | { readonly state: 'failing'; readonly until: number }
+  /** The number can never receive SMS (permanent): every path says so until then. */
+  | { readonly state: 'undeliverable'; readonly until: number }
+
+/** A reserved send; release() gives it back when nothing was sent. */
 export interface SendReservation {
   readonly resendAvailableAt: number
+  /** The number's delivery mark, read in the same atomic step as the reservation. */
+  readonly delivery: NumberDelivery
   release(): Promise<void>
 }
 
@@ -228,4 +254,9 @@ export interface SendLimiter {
    * every send.
    */
   endCooldown(phone: string, now: number): Promise<void>
+  /**
+   * markDelivery records a failed real send to the number, for every path to answer alike until
+   * the mark ends. A mark ends by itself: a send can only succeed once no mark is live.
+   */
+  markDelivery(phone: string, mark: Exclude<NumberDelivery, { state: 'ok' }>): Promise<void>
 }

@@ -9,6 +9,7 @@ interface Challenge {
   readonly expiresAt: number
   attemptsLeft: number
   readonly passwordHash: string | null
+  readonly target: string | null
   readonly requestedBy: string
 }
 
@@ -45,6 +46,7 @@ export class ChallengeCache implements CodeStore {
       expiresAt: c.expiresAt,
       attemptsLeft: c.maxAttempts,
       passwordHash: c.passwordHash,
+      target: c.target,
       requestedBy: c.requestedBy,
     })
     return Promise.resolve()
@@ -77,7 +79,12 @@ export class ChallengeCache implements CodeStore {
     if (ok || challenge.attemptsLeft <= 0) this.#cache.delete(k)
     return Promise.resolve(
       ok
-        ? { ok: true, passwordHash: challenge.passwordHash, requestedBy: challenge.requestedBy }
+        ? {
+            ok: true,
+            passwordHash: challenge.passwordHash,
+            requestedBy: challenge.requestedBy,
+            target: challenge.target,
+          }
         : { ok: false, compared: true },
     )
   }

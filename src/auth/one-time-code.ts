@@ -6,7 +6,7 @@ const CODE_SPACE = 10 ** CODE_LENGTH
 const CODE_PATTERN = /^[0-9]{6}$/
 
 /** What a code is for; a code issued for one purpose never satisfies another. */
-export type CodePurpose = 'register' | 'login' | 'phone_change'
+export type CodePurpose = 'register' | 'login' | 'phone_change' | 'email_verify'
 
 /** RandomInt returns a uniform integer in [0, max) from a CSPRNG (crypto.randomInt in production). */
 export type RandomInt = (max: number) => number

@@ -61,4 +61,9 @@ export class PhoneParser {
     this.#memo.set(raw, phone)
     return phone
   }
+
+  /** region is the ISO 3166 country of an E.164 number ('001' for non-geographic ones). */
+  region(e164: string): string {
+    return parsePhoneNumberFromString(e164)?.country ?? '001'
+  }
 }

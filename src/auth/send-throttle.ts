@@ -1,6 +1,6 @@
 import { LRUCache } from 'lru-cache'
 import { AuthError } from './auth-error.js'
-import type { SendLimiter, SendLimits, SendReservation } from './auth-store.js'
+import type { NumberDelivery, SendLimiter, SendLimits, SendReservation } from './auth-store.js'
 
 export const HOUR_MS = 3_600_000
 
@@ -18,7 +18,10 @@ export interface Bucket {
 interface NumberSends {
   times: number[]
   cooldownEndedAt: number
+  delivery: NumberDelivery
 }
+
+const DELIVERY_OK: NumberDelivery = { state: 'ok' }
 
 /**
  * SendThrottle is the embedded SendLimiter. It limits how often codes are sent, so nobody gets unlimited guesses (or unlimited SMS
@@ -51,6 +54,13 @@ export class SendThrottle implements SendLimiter {
     return Promise.resolve()
   }
 
+  markDelivery(phone: string, mark: Exclude<NumberDelivery, { state: 'ok' }>): Promise<void> {
+    const stored = this.#numbers.get(phone)
+    if (stored !== undefined) stored.delivery = mark
+    else this.#numbers.set(phone, { times: [], cooldownEndedAt: 0, delivery: mark })
+    return Promise.resolve()
+  }
+
   #reserve(phone: string, clientKey: string, now: number): SendReservation {
     const limits = this.#options
     const stored = this.#numbers.get(phone)
@@ -62,14 +72,16 @@ export class SendThrottle implements SendLimiter {
     if (bucket.tokens < 1) throw clientRefusal(bucket, now, limits)
 
     times.push(now)
+    const delivery = liveDelivery(stored?.delivery, now)
     // The marker exempted the last send; this send is the last now, with a cooldown of its own.
-    this.#numbers.set(phone, { times, cooldownEndedAt: 0 })
+    this.#numbers.set(phone, { times, cooldownEndedAt: 0, delivery })
     bucket.tokens -= 1
     this.#clients.set(clientKey, bucket)
 
     let released = false
     return {
       resendAvailableAt: now + limits.cooldownMs,
+      delivery,
       release: () => {
         if (released) return Promise.resolve()
         released = true
@@ -82,6 +94,11 @@ export class SendThrottle implements SendLimiter {
       },
     }
   }
+}
+
+/** liveDelivery is the mark as it stands at `now`: an expired mark is no mark. */
+export function liveDelivery(mark: NumberDelivery | undefined, now: number): NumberDelivery {
+  return mark === undefined || mark.state === 'ok' || mark.until <= now ? DELIVERY_OK : mark
 }
 
 /**

@@ -9,8 +9,14 @@ import {
   type ServiceError,
 } from '@grpc/grpc-js'
 import {
+  Channel,
   OtpAuthClient as GeneratedClient,
   LogoutRequest as LogoutRequestMessage,
+  RequestLoginCodeRequest as RequestLoginCodeRequestMessage,
+  type AddEmailRequest,
+  type AddEmailResponse,
+  type VerifyEmailRequest,
+  type VerifyEmailResponse,
   type ChangePasswordRequest,
   type ChangePasswordResponse,
   type ChangePhoneNumberRequest,
@@ -38,6 +44,9 @@ import {
 } from '../../gen/otpauth/v1/otpauth.js'
 import { BadRequest, ErrorInfo, RetryInfo } from '../../gen/google/rpc/error_details.js'
 import { Status } from '../../gen/google/rpc/status.js'
+
+// Re-exported so callers can choose a channel without importing generated code.
+export { Channel }
 
 export interface FieldViolation {
   field: string
@@ -136,15 +145,24 @@ export class OtpAuthClient {
     return this.#call((r, md, o, cb) => this.#client.verifyOtp(r, md, o, cb), request, settings)
   }
 
+  /** requestLoginCode asks for a login code, by SMS unless `channel` says email. */
   requestLoginCode(
-    request: RequestLoginCodeRequest,
+    request: Omit<RequestLoginCodeRequest, 'channel'> & { channel?: Channel },
     settings?: CallSettings,
   ): Promise<RequestLoginCodeResponse> {
     return this.#call(
       (r, md, o, cb) => this.#client.requestLoginCode(r, md, o, cb),
-      request,
+      RequestLoginCodeRequestMessage.fromPartial(request),
       settings,
     )
+  }
+
+  addEmail(request: AddEmailRequest, settings?: CallSettings): Promise<AddEmailResponse> {
+    return this.#call((r, md, o, cb) => this.#client.addEmail(r, md, o, cb), request, settings)
+  }
+
+  verifyEmail(request: VerifyEmailRequest, settings?: CallSettings): Promise<VerifyEmailResponse> {
+    return this.#call((r, md, o, cb) => this.#client.verifyEmail(r, md, o, cb), request, settings)
   }
 
   login(request: LoginRequest, settings?: CallSettings): Promise<LoginResponse> {

@@ -5,7 +5,8 @@ const SERVICE = 'otpauth.v1.OtpAuth'
 const METHODS = ['Register', 'VerifyOtp', 'RequestLoginCode', 'Login', 'ValidateSession', 'Logout']
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 
-export type CodePurposeLabel = 'register' | 'login' | 'phone_change' | 'phone_change_notice'
+export type CodePurposeLabel =
+  'register' | 'login' | 'phone_change' | 'email_verify' | 'phone_change_notice'
 
 export interface MetricsSources {
   /** Read at scrape time: clients locked out now. */

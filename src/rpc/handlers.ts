@@ -1,6 +1,12 @@
 import type { AuthService, CodeSent } from '../auth/auth-service.js'
-import type {
-  ChangePasswordRequest,
+import { AuthError } from '../auth/auth-error.js'
+import {
+  Channel,
+  type AddEmailRequest,
+  type AddEmailResponse,
+  type VerifyEmailRequest,
+  type VerifyEmailResponse,
+  type ChangePasswordRequest,
   ChangePasswordResponse,
   ChangePhoneNumberRequest,
   ChangePhoneNumberResponse,
@@ -31,6 +37,16 @@ import type { UnaryHandler } from './unary.js'
 export const CODE_SENT_MESSAGE = 'OTP sent to phone number'
 export const VERIFIED_MESSAGE = 'OTP verified successfully, proceed to login'
 export const LOGIN_MESSAGE = 'Login successful'
+export const EMAIL_CODE_SENT_MESSAGE = 'OTP sent to email address'
+
+/** channelOf maps the API's channel; values this version does not know are refused, not guessed. */
+function channelOf(channel: Channel): 'sms' | 'email' {
+  if (channel === Channel.CHANNEL_EMAIL) return 'email'
+  if (channel === Channel.CHANNEL_SMS || channel === Channel.CHANNEL_UNSPECIFIED) return 'sms'
+  throw new AuthError('INVALID_CHANNEL', {
+    violation: { field: 'channel', description: 'channel must be CHANNEL_SMS or CHANNEL_EMAIL' },
+  })
+}
 
 export interface OtpAuthHandlers {
   register: UnaryHandler<RegisterRequest, RegisterResponse>
@@ -45,6 +61,8 @@ export interface OtpAuthHandlers {
   requestPhoneChange: UnaryHandler<RequestPhoneChangeRequest, RequestPhoneChangeResponse>
   changePhoneNumber: UnaryHandler<ChangePhoneNumberRequest, ChangePhoneNumberResponse>
   deleteAccount: UnaryHandler<DeleteAccountRequest, DeleteAccountResponse>
+  addEmail: UnaryHandler<AddEmailRequest, AddEmailResponse>
+  verifyEmail: UnaryHandler<VerifyEmailRequest, VerifyEmailResponse>
 }
 
 /** createHandlers translates between the API's messages and AuthService; no rules live here. */
@@ -64,7 +82,12 @@ export function createHandlers(auth: AuthService): OtpAuthHandlers {
     },
 
     requestLoginCode: async (req, { caller }) =>
-      codeSent(await auth.requestLoginCode({ phone: req.phoneNumber }, caller)),
+      codeSent(
+        await auth.requestLoginCode(
+          { phone: req.phoneNumber, channel: channelOf(req.channel) },
+          caller,
+        ),
+      ),
 
     login: async (req, { caller }) => {
       const credential =
@@ -141,5 +164,14 @@ export function createHandlers(auth: AuthService): OtpAuthHandlers {
       await auth.deleteAccount({ token: req.sessionToken })
       return {}
     },
+
+    addEmail: async (req, { caller }) => ({
+      ...codeSent(await auth.addEmail({ token: req.sessionToken, email: req.email }, caller)),
+      message: EMAIL_CODE_SENT_MESSAGE,
+    }),
+
+    verifyEmail: async (req, { caller }) => ({
+      email: await auth.verifyEmail({ token: req.sessionToken, code: req.code }, caller),
+    }),
   }
 }

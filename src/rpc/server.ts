@@ -71,6 +71,8 @@ export function createServer(deps: ServerDeps): OtpAuthGrpcServer {
     requestPhoneChange: unary('RequestPhoneChange', h.requestPhoneChange, adapt),
     changePhoneNumber: unary('ChangePhoneNumber', h.changePhoneNumber, adapt),
     deleteAccount: unary('DeleteAccount', h.deleteAccount, adapt),
+    addEmail: unary('AddEmail', h.addEmail, adapt),
+    verifyEmail: unary('VerifyEmail', h.verifyEmail, adapt),
   }
   // Undecodable requests reach the adapter, which answers INVALID_ARGUMENT (see tolerant).
   const definition = Object.fromEntries(

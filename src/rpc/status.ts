@@ -57,6 +57,24 @@ export const statusOf: Record<AuthErrorReason, { code: status; message: string }
     code: status.FAILED_PRECONDITION,
     message: 'this change needs a recent login; log in again and retry with the new session',
   },
+  PHONE_NUMBER_UNDELIVERABLE: {
+    code: status.FAILED_PRECONDITION,
+    message: 'this number cannot receive SMS; use another number',
+  },
+  INVALID_EMAIL: { code: status.INVALID_ARGUMENT, message: 'invalid email address' },
+  INVALID_CHANNEL: { code: status.INVALID_ARGUMENT, message: 'unknown channel' },
+  EMAIL_UNDELIVERABLE: {
+    code: status.FAILED_PRECONDITION,
+    message: 'this email address cannot receive mail; use another address',
+  },
+  EMAIL_UNAVAILABLE: {
+    code: status.UNAVAILABLE,
+    message: 'the email could not be sent; try again shortly',
+  },
+  COUNTRY_NOT_ALLOWED: {
+    code: status.INVALID_ARGUMENT,
+    message: 'codes are not sent to numbers in this country',
+  },
   SMS_UNAVAILABLE: {
     code: status.UNAVAILABLE,
     message: 'the SMS could not be sent; try again shortly',

@@ -12,6 +12,8 @@ export interface UsersTable {
   verified_at: number | null
   created_at: number
   updated_at: number
+  /** The verified email address (migration 0006); not unique: one mailbox may serve accounts. */
+  email: Generated<string | null>
 }
 
 export interface SessionsTable {
@@ -63,6 +65,8 @@ export interface CodesTable {
   consumed: boolean
   password_hash: string | null
   requested_by: string
+  /** What the code proves when the answer does not name it (AddEmail's address); 0006. */
+  target: Generated<string | null>
 }
 
 /** PostgreSQL only: send times to a number within the last hour, oldest first. */
@@ -71,6 +75,10 @@ export interface NumberSendsTable {
   sends: number[]
   /** A code sent to the number was answered at this time: sends up to it impose no cooldown. */
   cooldown_ended_at: Generated<number>
+  /** Sends to the number fail for now (transient): every path answers alike until then. */
+  failing_until: Generated<number>
+  /** The number cannot receive SMS (permanent): every path answers alike until then. */
+  undeliverable_until: Generated<number>
 }
 
 /** PostgreSQL only: a client's send bucket (tokens refill continuously up to the hourly limit). */

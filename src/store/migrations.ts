@@ -152,6 +152,25 @@ const migrations: Record<string, Migration> = {
         .execute()
     },
   },
+  // Per-number delivery marks (the embedded store keeps them with its send history in memory).
+  '0005_delivery_marks': {
+    async up(db: AnyDb) {
+      if (!isPostgres(db)) return
+      for (const column of ['failing_until', 'undeliverable_until']) {
+        await db.schema
+          .alterTable('number_sends')
+          .addColumn(column, 'bigint', (c) => c.notNull().defaultTo(0))
+          .execute()
+      }
+    },
+  },
+  // Email as a second channel: the account's verified address, and a challenge's pending one.
+  '0006_email': {
+    async up(db: AnyDb) {
+      await db.schema.alterTable('users').addColumn('email', 'text').execute()
+      if (isPostgres(db)) await db.schema.alterTable('codes').addColumn('target', 'text').execute()
+    },
+  },
 }
 
 // Any constant, as long as it is the same for every replica: pg_advisory_lock's key.

@@ -10,19 +10,21 @@ import type { Database } from './database.js'
 import { SESSION_COLUMNS, toSessionRecord } from './session-rows.js'
 import { guarded } from './store-errors.js'
 
-const USER_COLUMNS = ['id', 'phone', 'password_hash', 'verified_at'] as const
+const USER_COLUMNS = ['id', 'phone', 'password_hash', 'verified_at', 'email'] as const
 
 function toUser(row: {
   id: string
   phone: string
   password_hash: string | null
   verified_at: number | null
+  email: string | null
 }): User {
   return {
     id: row.id,
     phone: row.phone,
     passwordHash: row.password_hash,
     verifiedAt: row.verified_at,
+    email: row.email,
   }
 }
 
@@ -124,7 +126,13 @@ export function createPostgresAuthStore(
     const row = await trx
       .selectFrom('sessions')
       .innerJoin('users', 'users.id', 'sessions.user_id')
-      .select(['users.id', 'users.phone', 'users.password_hash', 'users.verified_at'])
+      .select([
+        'users.id',
+        'users.phone',
+        'users.password_hash',
+        'users.verified_at',
+        'users.email',
+      ])
       .where('sessions.token_hash', '=', proof.tokenHash)
       .where('sessions.expires_at', '>', proof.now)
       .where(
@@ -389,6 +397,27 @@ export function createPostgresAuthStore(
         }
       }),
 
+    setEmail: (tokenHash, now, email) =>
+      run(() =>
+        db.transaction().execute(async (trx) => {
+          const user = await trx
+            .selectFrom('sessions')
+            .innerJoin('users', 'users.id', 'sessions.user_id')
+            .select(['users.id', 'users.email'])
+            .where('sessions.token_hash', '=', tokenHash)
+            .where('sessions.expires_at', '>', now)
+            .forUpdate()
+            .executeTakeFirst()
+          if (user === undefined) return undefined
+          await trx
+            .updateTable('users')
+            .set({ email, updated_at: now })
+            .where('id', '=', user.id)
+            .execute()
+          return { previous: user.email }
+        }),
+      ),
+
     deleteAccount: (proof) =>
       run(() =>
         db.transaction().execute(async (trx) => {
@@ -455,6 +484,8 @@ export function createPostgresAuthStore(
             trx
               .deleteFrom('number_sends')
               .where(sql<boolean>`coalesce(sends[array_upper(sends, 1)], 0) <= ${now - 3_600_000}`)
+              .where('failing_until', '<=', now)
+              .where('undeliverable_until', '<=', now)
               .executeTakeFirst(),
           ])
           return deleted.reduce((n, r) => n + Number(r.numDeletedRows), 0)

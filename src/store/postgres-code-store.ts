@@ -31,6 +31,7 @@ export function createPostgresCodeStore(
           max_tries: c.maxAttempts,
           consumed: false,
           password_hash: c.passwordHash,
+          target: c.target,
           requested_by: c.requestedBy,
         }
         await db
@@ -53,10 +54,15 @@ export function createPostgresCodeStore(
           .where('consumed', '=', false)
           .where('expires_at', '>', now)
           .where((eb) => eb('tries', '<', eb.ref('max_tries')))
-          .returning(['consumed', 'password_hash', 'requested_by'])
+          .returning(['consumed', 'password_hash', 'requested_by', 'target'])
           .executeTakeFirst()
         if (row?.consumed !== true) return { ok: false, compared: row !== undefined }
-        return { ok: true, passwordHash: row.password_hash, requestedBy: row.requested_by }
+        return {
+          ok: true,
+          passwordHash: row.password_hash,
+          requestedBy: row.requested_by,
+          target: row.target,
+        }
       }),
 
     pendingPassword: (phone, clientKey, now) =>

@@ -1,7 +1,18 @@
 import { sql, type Kysely } from 'kysely'
 import { AuthError } from '../auth/auth-error.js'
-import type { SendLimiter, SendLimits, SendReservation } from '../auth/auth-store.js'
-import { clientRefusal, HOUR_MS, numberRefusal, refill } from '../auth/send-throttle.js'
+import type {
+  NumberDelivery,
+  SendLimiter,
+  SendLimits,
+  SendReservation,
+} from '../auth/auth-store.js'
+import {
+  clientRefusal,
+  HOUR_MS,
+  liveDelivery,
+  numberRefusal,
+  refill,
+} from '../auth/send-throttle.js'
 import type { Database } from './database.js'
 import { guarded } from './store-errors.js'
 
@@ -36,7 +47,8 @@ export function createPostgresSendLimiter(
       .execute()
   }
 
-  const reserveNumber = async (phone: string, now: number): Promise<boolean> => {
+  /** reserveNumber appends the send if the number's rules allow it; returns its delivery mark. */
+  const reserveNumber = async (phone: string, now: number): Promise<NumberDelivery | undefined> => {
     const hourAgo = now - HOUR_MS
     const recent = sql`array(select t from unnest(number_sends.sends) t where t > ${hourAgo}::bigint order by t)`
     const row = await db
@@ -52,9 +64,15 @@ export function createPostgresSendLimiter(
           )
           .where(sql<boolean>`cardinality(${recent}) < ${limits.perNumberPerHour}`),
       )
-      .returning('phone')
+      .returning(['failing_until', 'undeliverable_until'])
       .executeTakeFirst()
-    return row !== undefined
+    if (row === undefined) return undefined
+    return liveDelivery(
+      row.undeliverable_until > now
+        ? { state: 'undeliverable', until: row.undeliverable_until }
+        : { state: 'failing', until: row.failing_until },
+      now,
+    )
   }
 
   const reserveClient = async (clientKey: string, now: number): Promise<boolean> => {
@@ -103,6 +121,20 @@ export function createPostgresSendLimiter(
   }
 
   return {
+    markDelivery: (phone, mark) =>
+      run(async () => {
+        const marks = {
+          failing_until: mark.state === 'failing' ? mark.until : 0,
+          undeliverable_until: mark.state === 'undeliverable' ? mark.until : 0,
+        }
+        // A number with no send on record yet (its first send failed) gets a row for the mark.
+        await db
+          .insertInto('number_sends')
+          .values({ phone, sends: sql`array[]::bigint[]`, ...marks })
+          .onConflict((oc) => oc.column('phone').doUpdateSet(marks))
+          .execute()
+      }),
+
     endCooldown: (phone, now) =>
       run(async () => {
         await db
@@ -114,7 +146,8 @@ export function createPostgresSendLimiter(
 
     reserve: (phone, clientKey, now) =>
       run(async (): Promise<SendReservation> => {
-        if (!(await reserveNumber(phone, now))) throw await numberRefusalNow(phone, now)
+        const delivery = await reserveNumber(phone, now)
+        if (delivery === undefined) throw await numberRefusalNow(phone, now)
         if (!(await reserveClient(clientKey, now))) {
           await takeBack(phone, now)
           throw await clientRefusalNow(clientKey, now)
@@ -122,6 +155,7 @@ export function createPostgresSendLimiter(
         let released = false
         return {
           resendAvailableAt: now + limits.cooldownMs,
+          delivery,
           release: () => {
             if (released) return Promise.resolve()
             released = true

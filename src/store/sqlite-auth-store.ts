@@ -18,6 +18,7 @@ interface UserRow {
   phone: string
   password_hash: string | null
   verified_at: number | null
+  email: string | null
 }
 
 function toUser(row: UserRow): User {
@@ -26,6 +27,7 @@ function toUser(row: UserRow): User {
     phone: row.phone,
     passwordHash: row.password_hash,
     verifiedAt: row.verified_at,
+    email: row.email,
   }
 }
 
@@ -52,7 +54,7 @@ export function createSqliteAuthStore(
     findUser: p(
       db
         .selectFrom('users')
-        .select(['id', 'phone', 'password_hash', 'verified_at'])
+        .select(['id', 'phone', 'password_hash', 'verified_at', 'email'])
         .where('phone', '=', param('phone')),
     ),
     upsertPending: p(
@@ -72,7 +74,7 @@ export function createSqliteAuthStore(
             .doUpdateSet((eb) => ({ updated_at: eb.ref('excluded.updated_at') }))
             .where('users.verified_at', 'is', null),
         )
-        .returning(['id', 'phone', 'password_hash', 'verified_at']),
+        .returning(['id', 'phone', 'password_hash', 'verified_at', 'email']),
     ),
     upsertVerified: p(
       db
@@ -95,7 +97,7 @@ export function createSqliteAuthStore(
             }))
             .where('users.verified_at', 'is', null),
         )
-        .returning(['id', 'phone', 'password_hash', 'verified_at']),
+        .returning(['id', 'phone', 'password_hash', 'verified_at', 'email']),
     ),
     findLockout: p(
       db
@@ -245,7 +247,13 @@ export function createSqliteAuthStore(
       db
         .selectFrom('sessions')
         .innerJoin('users', 'users.id', 'sessions.user_id')
-        .select(['users.id', 'users.phone', 'users.password_hash', 'users.verified_at'])
+        .select([
+          'users.id',
+          'users.phone',
+          'users.password_hash',
+          'users.verified_at',
+          'users.email',
+        ])
         .where('sessions.token_hash', '=', param('tokenHash'))
         .where('sessions.expires_at', '>', param('now'))
         .where(
@@ -270,6 +278,20 @@ export function createSqliteAuthStore(
         .where('id', '=', param('userId')),
     ),
     deleteUser: p(db.deleteFrom('users').where('id', '=', param('userId'))),
+    liveSessionUser: p(
+      db
+        .selectFrom('sessions')
+        .innerJoin('users', 'users.id', 'sessions.user_id')
+        .select(['users.id', 'users.email'])
+        .where('sessions.token_hash', '=', param('tokenHash'))
+        .where('sessions.expires_at', '>', param('now')),
+    ),
+    setEmail: p(
+      db
+        .updateTable('users')
+        .set({ email: param('email'), updated_at: param('now') })
+        .where('id', '=', param('userId')),
+    ),
     pruneSessions: p(db.deleteFrom('sessions').where('expires_at', '<=', param('now'))),
     pruneLockouts: p(db.deleteFrom('lockouts').where('locked_until', '<=', param('now'))),
     pruneClientFailures: p(
@@ -356,6 +378,15 @@ export function createSqliteAuthStore(
     q.clearNumberFailures.run({ phone: user.phone })
     return user
   })
+
+  const setEmail = sqlite.transaction(
+    (tokenHash: Buffer, now: number, email: string): { previous: string | null } | undefined => {
+      const user = q.liveSessionUser.get({ tokenHash, now })
+      if (user === undefined) return undefined
+      q.setEmail.run({ userId: user.id, email, now })
+      return { previous: user.email }
+    },
+  )
 
   // Tries begun and not yet ended, per client. They need not be durable: an unanswered try
   // decides nothing. Bounded by the calls in flight.
@@ -462,6 +493,7 @@ export function createSqliteAuthStore(
     changePassword: (proof, passwordHash) => settle(() => changePassword(proof, passwordHash)),
     changePhone: (proof, newPhone) => settle(() => changePhone(proof, newPhone)),
     deleteAccount: (proof) => settle(() => deleteAccount(proof)),
+    setEmail: (tokenHash, now, email) => settle(() => setEmail(tokenHash, now, email)),
 
     pruneExpired: (now, retention) => settle(() => pruneExpired(now, retention)),
   }

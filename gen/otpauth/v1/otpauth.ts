@@ -24,6 +24,49 @@ export const protobufPackage = "otpauth.v1";
 
 export const protobufFileName = "otpauth/v1/otpauth.proto";
 
+/** Channel is how a login code travels. */
+export enum Channel {
+  /** CHANNEL_UNSPECIFIED - SMS, the default. */
+  CHANNEL_UNSPECIFIED = 0,
+  /** CHANNEL_SMS - SMS to the account's number. */
+  CHANNEL_SMS = 1,
+  /** CHANNEL_EMAIL - Email to the account's verified address. */
+  CHANNEL_EMAIL = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function channelFromJSON(object: any): Channel {
+  switch (object) {
+    case 0:
+    case "CHANNEL_UNSPECIFIED":
+      return Channel.CHANNEL_UNSPECIFIED;
+    case 1:
+    case "CHANNEL_SMS":
+      return Channel.CHANNEL_SMS;
+    case 2:
+    case "CHANNEL_EMAIL":
+      return Channel.CHANNEL_EMAIL;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return Channel.UNRECOGNIZED;
+  }
+}
+
+export function channelToJSON(object: Channel): string {
+  switch (object) {
+    case Channel.CHANNEL_UNSPECIFIED:
+      return "CHANNEL_UNSPECIFIED";
+    case Channel.CHANNEL_SMS:
+      return "CHANNEL_SMS";
+    case Channel.CHANNEL_EMAIL:
+      return "CHANNEL_EMAIL";
+    case Channel.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** RegisterRequest starts sign-up for a phone number. */
 export interface RegisterRequest {
   /** The phone number, E.164 ("+14155550123") or national format in the configured default region. */
@@ -58,10 +101,12 @@ export interface VerifyOtpResponse {
   message: string;
 }
 
-/** RequestLoginCodeRequest asks for a login code by SMS. */
+/** RequestLoginCodeRequest asks for a login code. */
 export interface RequestLoginCodeRequest {
   /** The phone number to log in with, in any format Register accepts. */
   phoneNumber: string;
+  /** Where the code goes: SMS (default) or the account's verified email address. */
+  channel: Channel;
 }
 
 /** RequestLoginCodeResponse confirms that a login code was sent (if the number is verified). */
@@ -241,6 +286,40 @@ export interface DeleteAccountRequest {
 
 /** DeleteAccountResponse is empty. */
 export interface DeleteAccountResponse {
+}
+
+/** AddEmailRequest asks for a code at a new email address. */
+export interface AddEmailRequest {
+  /** A privileged session's token. */
+  sessionToken: string;
+  /** The address to add (at most 254 characters). */
+  email: string;
+}
+
+/** AddEmailResponse confirms that a code was sent. */
+export interface AddEmailResponse {
+  /** Always "OTP sent to email address". */
+  message: string;
+  /** When the code stops working. */
+  codeExpiresAt?:
+    | Date
+    | undefined;
+  /** The earliest time another code can be requested for this address. */
+  resendAvailableAt?: Date | undefined;
+}
+
+/** VerifyEmailRequest confirms the address from AddEmail. */
+export interface VerifyEmailRequest {
+  /** A live session's token, of the account that asked. */
+  sessionToken: string;
+  /** The 6-digit code from the email. */
+  code: string;
+}
+
+/** VerifyEmailResponse names the account's email address now. */
+export interface VerifyEmailResponse {
+  /** The verified address. */
+  email: string;
 }
 
 function createBaseRegisterRequest(): RegisterRequest {
@@ -598,13 +677,16 @@ export const VerifyOtpResponse: MessageFns<VerifyOtpResponse> = {
 };
 
 function createBaseRequestLoginCodeRequest(): RequestLoginCodeRequest {
-  return { phoneNumber: "" };
+  return { phoneNumber: "", channel: 0 };
 }
 
 export const RequestLoginCodeRequest: MessageFns<RequestLoginCodeRequest> = {
   encode(message: RequestLoginCodeRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.phoneNumber !== "") {
       writer.uint32(10).string(message.phoneNumber);
+    }
+    if (message.channel !== 0) {
+      writer.uint32(16).int32(message.channel);
     }
     return writer;
   },
@@ -630,6 +712,14 @@ export const RequestLoginCodeRequest: MessageFns<RequestLoginCodeRequest> = {
             message.phoneNumber = reader.string();
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.channel = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -649,6 +739,7 @@ export const RequestLoginCodeRequest: MessageFns<RequestLoginCodeRequest> = {
         : isSet(object.phone_number)
         ? globalThis.String(object.phone_number)
         : "",
+      channel: isSet(object.channel) ? channelFromJSON(object.channel) : 0,
     };
   },
 
@@ -656,6 +747,9 @@ export const RequestLoginCodeRequest: MessageFns<RequestLoginCodeRequest> = {
     const obj: any = {};
     if (message.phoneNumber !== "") {
       obj.phoneNumber = message.phoneNumber;
+    }
+    if (message.channel !== 0) {
+      obj.channel = channelToJSON(message.channel);
     }
     return obj;
   },
@@ -666,6 +760,7 @@ export const RequestLoginCodeRequest: MessageFns<RequestLoginCodeRequest> = {
   fromPartial(object: DeepPartial<RequestLoginCodeRequest>): RequestLoginCodeRequest {
     const message = createBaseRequestLoginCodeRequest();
     message.phoneNumber = object.phoneNumber ?? "";
+    message.channel = object.channel ?? 0;
     return message;
   },
 };
@@ -2519,6 +2614,360 @@ export const DeleteAccountResponse: MessageFns<DeleteAccountResponse> = {
   },
 };
 
+function createBaseAddEmailRequest(): AddEmailRequest {
+  return { sessionToken: "", email: "" };
+}
+
+export const AddEmailRequest: MessageFns<AddEmailRequest> = {
+  encode(message: AddEmailRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sessionToken !== "") {
+      writer.uint32(10).string(message.sessionToken);
+    }
+    if (message.email !== "") {
+      writer.uint32(18).string(message.email);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AddEmailRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAddEmailRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessionToken = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.email = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AddEmailRequest {
+    return {
+      sessionToken: isSet(object.sessionToken)
+        ? globalThis.String(object.sessionToken)
+        : isSet(object.session_token)
+        ? globalThis.String(object.session_token)
+        : "",
+      email: isSet(object.email) ? globalThis.String(object.email) : "",
+    };
+  },
+
+  toJSON(message: AddEmailRequest): unknown {
+    const obj: any = {};
+    if (message.sessionToken !== "") {
+      obj.sessionToken = message.sessionToken;
+    }
+    if (message.email !== "") {
+      obj.email = message.email;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<AddEmailRequest>): AddEmailRequest {
+    return AddEmailRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<AddEmailRequest>): AddEmailRequest {
+    const message = createBaseAddEmailRequest();
+    message.sessionToken = object.sessionToken ?? "";
+    message.email = object.email ?? "";
+    return message;
+  },
+};
+
+function createBaseAddEmailResponse(): AddEmailResponse {
+  return { message: "", codeExpiresAt: undefined, resendAvailableAt: undefined };
+}
+
+export const AddEmailResponse: MessageFns<AddEmailResponse> = {
+  encode(message: AddEmailResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.message !== "") {
+      writer.uint32(10).string(message.message);
+    }
+    if (message.codeExpiresAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.codeExpiresAt), writer.uint32(18).fork()).join();
+    }
+    if (message.resendAvailableAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.resendAvailableAt), writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AddEmailResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAddEmailResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.codeExpiresAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.resendAvailableAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AddEmailResponse {
+    return {
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+      codeExpiresAt: isSet(object.codeExpiresAt)
+        ? fromJsonTimestamp(object.codeExpiresAt)
+        : isSet(object.code_expires_at)
+        ? fromJsonTimestamp(object.code_expires_at)
+        : undefined,
+      resendAvailableAt: isSet(object.resendAvailableAt)
+        ? fromJsonTimestamp(object.resendAvailableAt)
+        : isSet(object.resend_available_at)
+        ? fromJsonTimestamp(object.resend_available_at)
+        : undefined,
+    };
+  },
+
+  toJSON(message: AddEmailResponse): unknown {
+    const obj: any = {};
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    if (message.codeExpiresAt !== undefined) {
+      obj.codeExpiresAt = message.codeExpiresAt.toISOString();
+    }
+    if (message.resendAvailableAt !== undefined) {
+      obj.resendAvailableAt = message.resendAvailableAt.toISOString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<AddEmailResponse>): AddEmailResponse {
+    return AddEmailResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<AddEmailResponse>): AddEmailResponse {
+    const message = createBaseAddEmailResponse();
+    message.message = object.message ?? "";
+    message.codeExpiresAt = object.codeExpiresAt ?? undefined;
+    message.resendAvailableAt = object.resendAvailableAt ?? undefined;
+    return message;
+  },
+};
+
+function createBaseVerifyEmailRequest(): VerifyEmailRequest {
+  return { sessionToken: "", code: "" };
+}
+
+export const VerifyEmailRequest: MessageFns<VerifyEmailRequest> = {
+  encode(message: VerifyEmailRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sessionToken !== "") {
+      writer.uint32(10).string(message.sessionToken);
+    }
+    if (message.code !== "") {
+      writer.uint32(18).string(message.code);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VerifyEmailRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVerifyEmailRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessionToken = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.code = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): VerifyEmailRequest {
+    return {
+      sessionToken: isSet(object.sessionToken)
+        ? globalThis.String(object.sessionToken)
+        : isSet(object.session_token)
+        ? globalThis.String(object.session_token)
+        : "",
+      code: isSet(object.code) ? globalThis.String(object.code) : "",
+    };
+  },
+
+  toJSON(message: VerifyEmailRequest): unknown {
+    const obj: any = {};
+    if (message.sessionToken !== "") {
+      obj.sessionToken = message.sessionToken;
+    }
+    if (message.code !== "") {
+      obj.code = message.code;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<VerifyEmailRequest>): VerifyEmailRequest {
+    return VerifyEmailRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<VerifyEmailRequest>): VerifyEmailRequest {
+    const message = createBaseVerifyEmailRequest();
+    message.sessionToken = object.sessionToken ?? "";
+    message.code = object.code ?? "";
+    return message;
+  },
+};
+
+function createBaseVerifyEmailResponse(): VerifyEmailResponse {
+  return { email: "" };
+}
+
+export const VerifyEmailResponse: MessageFns<VerifyEmailResponse> = {
+  encode(message: VerifyEmailResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.email !== "") {
+      writer.uint32(10).string(message.email);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VerifyEmailResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVerifyEmailResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.email = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): VerifyEmailResponse {
+    return { email: isSet(object.email) ? globalThis.String(object.email) : "" };
+  },
+
+  toJSON(message: VerifyEmailResponse): unknown {
+    const obj: any = {};
+    if (message.email !== "") {
+      obj.email = message.email;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<VerifyEmailResponse>): VerifyEmailResponse {
+    return VerifyEmailResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<VerifyEmailResponse>): VerifyEmailResponse {
+    const message = createBaseVerifyEmailResponse();
+    message.email = object.email ?? "";
+    return message;
+  },
+};
+
 /**
  * OtpAuth signs users up and logs them in with their phone number and a one-time code sent by SMS,
  * or with an optional password.
@@ -2552,8 +3001,9 @@ export const OtpAuthService = {
    * verified with the code from this call, by the same client that made it. For a number that is
    * already verified the answer is the same and nothing changes.
    *
-   * Errors: INVALID_ARGUMENT (INVALID_PHONE_NUMBER, INVALID_PASSWORD); RESOURCE_EXHAUSTED
-   * (RESEND_TOO_SOON, NUMBER_SEND_LIMIT, CLIENT_SEND_LIMIT); UNAVAILABLE (SMS_UNAVAILABLE).
+   * Errors: INVALID_ARGUMENT (INVALID_PHONE_NUMBER, COUNTRY_NOT_ALLOWED, INVALID_PASSWORD);
+   * FAILED_PRECONDITION (PHONE_NUMBER_UNDELIVERABLE); RESOURCE_EXHAUSTED (RESEND_TOO_SOON,
+   * NUMBER_SEND_LIMIT, CLIENT_SEND_LIMIT, SMS_BUDGET_EXHAUSTED); UNAVAILABLE (SMS_UNAVAILABLE).
    */
   register: {
     path: "/otpauth.v1.OtpAuth/Register" as const,
@@ -2581,11 +3031,13 @@ export const OtpAuthService = {
     responseDeserialize: (value: Buffer): VerifyOtpResponse => VerifyOtpResponse.decode(value),
   },
   /**
-   * RequestLoginCode sends a 6-digit login code to a verified number. For an unknown or unverified
-   * number it answers exactly the same and sends nothing.
+   * RequestLoginCode sends a 6-digit login code to a verified number, by SMS or (channel EMAIL) to
+   * the account's verified email address. For an unknown or unverified number, or one with no
+   * verified address, it answers exactly the same, in the same time, and sends nothing.
    *
-   * Errors: INVALID_ARGUMENT (INVALID_PHONE_NUMBER); RESOURCE_EXHAUSTED (RESEND_TOO_SOON,
-   * NUMBER_SEND_LIMIT, CLIENT_SEND_LIMIT); UNAVAILABLE (SMS_UNAVAILABLE).
+   * Errors: INVALID_ARGUMENT (INVALID_PHONE_NUMBER, COUNTRY_NOT_ALLOWED); FAILED_PRECONDITION
+   * (PHONE_NUMBER_UNDELIVERABLE); RESOURCE_EXHAUSTED (RESEND_TOO_SOON, NUMBER_SEND_LIMIT,
+   * CLIENT_SEND_LIMIT, SMS_BUDGET_EXHAUSTED); UNAVAILABLE (SMS_UNAVAILABLE, EMAIL_UNAVAILABLE).
    */
   requestLoginCode: {
     path: "/otpauth.v1.OtpAuth/RequestLoginCode" as const,
@@ -2710,9 +3162,10 @@ export const OtpAuthService = {
    * fails like a wrong code). Send limits apply to the new number as to any other. Needs a
    * privileged session.
    *
-   * Errors: INVALID_ARGUMENT (INVALID_PHONE_NUMBER); UNAUTHENTICATED (SESSION_INVALID,
-   * INVALID_SESSION_TOKEN); FAILED_PRECONDITION (REAUTHENTICATION_REQUIRED); RESOURCE_EXHAUSTED
-   * (RESEND_TOO_SOON, NUMBER_SEND_LIMIT, CLIENT_SEND_LIMIT); UNAVAILABLE (SMS_UNAVAILABLE).
+   * Errors: INVALID_ARGUMENT (INVALID_PHONE_NUMBER, COUNTRY_NOT_ALLOWED); UNAUTHENTICATED
+   * (SESSION_INVALID, INVALID_SESSION_TOKEN); FAILED_PRECONDITION (REAUTHENTICATION_REQUIRED,
+   * PHONE_NUMBER_UNDELIVERABLE); RESOURCE_EXHAUSTED (RESEND_TOO_SOON, NUMBER_SEND_LIMIT,
+   * CLIENT_SEND_LIMIT, SMS_BUDGET_EXHAUSTED); UNAVAILABLE (SMS_UNAVAILABLE).
    */
   requestPhoneChange: {
     path: "/otpauth.v1.OtpAuth/RequestPhoneChange" as const,
@@ -2765,6 +3218,42 @@ export const OtpAuthService = {
       Buffer.from(DeleteAccountResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): DeleteAccountResponse => DeleteAccountResponse.decode(value),
   },
+  /**
+   * AddEmail sends a 6-digit code to an email address, to add it to the account as a second
+   * channel for login codes (RequestLoginCode with channel EMAIL). The address replaces the
+   * account's current one once VerifyEmail confirms it. Email has its own cooldown and caps per
+   * address. Needs a privileged session.
+   *
+   * Errors: INVALID_ARGUMENT (INVALID_EMAIL); UNAUTHENTICATED (SESSION_INVALID,
+   * INVALID_SESSION_TOKEN); FAILED_PRECONDITION (REAUTHENTICATION_REQUIRED); RESOURCE_EXHAUSTED
+   * (RESEND_TOO_SOON, NUMBER_SEND_LIMIT, CLIENT_SEND_LIMIT); UNAVAILABLE (EMAIL_UNAVAILABLE).
+   */
+  addEmail: {
+    path: "/otpauth.v1.OtpAuth/AddEmail" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: AddEmailRequest): Buffer => Buffer.from(AddEmailRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AddEmailRequest => AddEmailRequest.decode(value),
+    responseSerialize: (value: AddEmailResponse): Buffer => Buffer.from(AddEmailResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): AddEmailResponse => AddEmailResponse.decode(value),
+  },
+  /**
+   * VerifyEmail confirms the address from the last AddEmail with its code and makes it the
+   * account's email address; a previous address gets a notice. A wrong code counts against the
+   * client lockout like VerifyOtp.
+   *
+   * Errors: INVALID_ARGUMENT (INVALID_CODE_FORMAT); UNAUTHENTICATED (SESSION_INVALID,
+   * INVALID_SESSION_TOKEN, INVALID_CREDENTIALS); RESOURCE_EXHAUSTED (CLIENT_LOCKED_OUT).
+   */
+  verifyEmail: {
+    path: "/otpauth.v1.OtpAuth/VerifyEmail" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: VerifyEmailRequest): Buffer => Buffer.from(VerifyEmailRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): VerifyEmailRequest => VerifyEmailRequest.decode(value),
+    responseSerialize: (value: VerifyEmailResponse): Buffer => Buffer.from(VerifyEmailResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): VerifyEmailResponse => VerifyEmailResponse.decode(value),
+  },
 } as const;
 
 export interface OtpAuthServer extends UntypedServiceImplementation {
@@ -2774,8 +3263,9 @@ export interface OtpAuthServer extends UntypedServiceImplementation {
    * verified with the code from this call, by the same client that made it. For a number that is
    * already verified the answer is the same and nothing changes.
    *
-   * Errors: INVALID_ARGUMENT (INVALID_PHONE_NUMBER, INVALID_PASSWORD); RESOURCE_EXHAUSTED
-   * (RESEND_TOO_SOON, NUMBER_SEND_LIMIT, CLIENT_SEND_LIMIT); UNAVAILABLE (SMS_UNAVAILABLE).
+   * Errors: INVALID_ARGUMENT (INVALID_PHONE_NUMBER, COUNTRY_NOT_ALLOWED, INVALID_PASSWORD);
+   * FAILED_PRECONDITION (PHONE_NUMBER_UNDELIVERABLE); RESOURCE_EXHAUSTED (RESEND_TOO_SOON,
+   * NUMBER_SEND_LIMIT, CLIENT_SEND_LIMIT, SMS_BUDGET_EXHAUSTED); UNAVAILABLE (SMS_UNAVAILABLE).
    */
   register: handleUnaryCall<RegisterRequest, RegisterResponse>;
   /**
@@ -2787,11 +3277,13 @@ export interface OtpAuthServer extends UntypedServiceImplementation {
    */
   verifyOtp: handleUnaryCall<VerifyOtpRequest, VerifyOtpResponse>;
   /**
-   * RequestLoginCode sends a 6-digit login code to a verified number. For an unknown or unverified
-   * number it answers exactly the same and sends nothing.
+   * RequestLoginCode sends a 6-digit login code to a verified number, by SMS or (channel EMAIL) to
+   * the account's verified email address. For an unknown or unverified number, or one with no
+   * verified address, it answers exactly the same, in the same time, and sends nothing.
    *
-   * Errors: INVALID_ARGUMENT (INVALID_PHONE_NUMBER); RESOURCE_EXHAUSTED (RESEND_TOO_SOON,
-   * NUMBER_SEND_LIMIT, CLIENT_SEND_LIMIT); UNAVAILABLE (SMS_UNAVAILABLE).
+   * Errors: INVALID_ARGUMENT (INVALID_PHONE_NUMBER, COUNTRY_NOT_ALLOWED); FAILED_PRECONDITION
+   * (PHONE_NUMBER_UNDELIVERABLE); RESOURCE_EXHAUSTED (RESEND_TOO_SOON, NUMBER_SEND_LIMIT,
+   * CLIENT_SEND_LIMIT, SMS_BUDGET_EXHAUSTED); UNAVAILABLE (SMS_UNAVAILABLE, EMAIL_UNAVAILABLE).
    */
   requestLoginCode: handleUnaryCall<RequestLoginCodeRequest, RequestLoginCodeResponse>;
   /**
@@ -2852,9 +3344,10 @@ export interface OtpAuthServer extends UntypedServiceImplementation {
    * fails like a wrong code). Send limits apply to the new number as to any other. Needs a
    * privileged session.
    *
-   * Errors: INVALID_ARGUMENT (INVALID_PHONE_NUMBER); UNAUTHENTICATED (SESSION_INVALID,
-   * INVALID_SESSION_TOKEN); FAILED_PRECONDITION (REAUTHENTICATION_REQUIRED); RESOURCE_EXHAUSTED
-   * (RESEND_TOO_SOON, NUMBER_SEND_LIMIT, CLIENT_SEND_LIMIT); UNAVAILABLE (SMS_UNAVAILABLE).
+   * Errors: INVALID_ARGUMENT (INVALID_PHONE_NUMBER, COUNTRY_NOT_ALLOWED); UNAUTHENTICATED
+   * (SESSION_INVALID, INVALID_SESSION_TOKEN); FAILED_PRECONDITION (REAUTHENTICATION_REQUIRED,
+   * PHONE_NUMBER_UNDELIVERABLE); RESOURCE_EXHAUSTED (RESEND_TOO_SOON, NUMBER_SEND_LIMIT,
+   * CLIENT_SEND_LIMIT, SMS_BUDGET_EXHAUSTED); UNAVAILABLE (SMS_UNAVAILABLE).
    */
   requestPhoneChange: handleUnaryCall<RequestPhoneChangeRequest, RequestPhoneChangeResponse>;
   /**
@@ -2878,6 +3371,26 @@ export interface OtpAuthServer extends UntypedServiceImplementation {
    * (REAUTHENTICATION_REQUIRED).
    */
   deleteAccount: handleUnaryCall<DeleteAccountRequest, DeleteAccountResponse>;
+  /**
+   * AddEmail sends a 6-digit code to an email address, to add it to the account as a second
+   * channel for login codes (RequestLoginCode with channel EMAIL). The address replaces the
+   * account's current one once VerifyEmail confirms it. Email has its own cooldown and caps per
+   * address. Needs a privileged session.
+   *
+   * Errors: INVALID_ARGUMENT (INVALID_EMAIL); UNAUTHENTICATED (SESSION_INVALID,
+   * INVALID_SESSION_TOKEN); FAILED_PRECONDITION (REAUTHENTICATION_REQUIRED); RESOURCE_EXHAUSTED
+   * (RESEND_TOO_SOON, NUMBER_SEND_LIMIT, CLIENT_SEND_LIMIT); UNAVAILABLE (EMAIL_UNAVAILABLE).
+   */
+  addEmail: handleUnaryCall<AddEmailRequest, AddEmailResponse>;
+  /**
+   * VerifyEmail confirms the address from the last AddEmail with its code and makes it the
+   * account's email address; a previous address gets a notice. A wrong code counts against the
+   * client lockout like VerifyOtp.
+   *
+   * Errors: INVALID_ARGUMENT (INVALID_CODE_FORMAT); UNAUTHENTICATED (SESSION_INVALID,
+   * INVALID_SESSION_TOKEN, INVALID_CREDENTIALS); RESOURCE_EXHAUSTED (CLIENT_LOCKED_OUT).
+   */
+  verifyEmail: handleUnaryCall<VerifyEmailRequest, VerifyEmailResponse>;
 }
 
 export interface OtpAuthClient extends Client {
@@ -2887,8 +3400,9 @@ export interface OtpAuthClient extends Client {
    * verified with the code from this call, by the same client that made it. For a number that is
    * already verified the answer is the same and nothing changes.
    *
-   * Errors: INVALID_ARGUMENT (INVALID_PHONE_NUMBER, INVALID_PASSWORD); RESOURCE_EXHAUSTED
-   * (RESEND_TOO_SOON, NUMBER_SEND_LIMIT, CLIENT_SEND_LIMIT); UNAVAILABLE (SMS_UNAVAILABLE).
+   * Errors: INVALID_ARGUMENT (INVALID_PHONE_NUMBER, COUNTRY_NOT_ALLOWED, INVALID_PASSWORD);
+   * FAILED_PRECONDITION (PHONE_NUMBER_UNDELIVERABLE); RESOURCE_EXHAUSTED (RESEND_TOO_SOON,
+   * NUMBER_SEND_LIMIT, CLIENT_SEND_LIMIT, SMS_BUDGET_EXHAUSTED); UNAVAILABLE (SMS_UNAVAILABLE).
    */
   register(
     request: RegisterRequest,
@@ -2928,11 +3442,13 @@ export interface OtpAuthClient extends Client {
     callback: (error: ServiceError | null, response: VerifyOtpResponse) => void,
   ): ClientUnaryCall;
   /**
-   * RequestLoginCode sends a 6-digit login code to a verified number. For an unknown or unverified
-   * number it answers exactly the same and sends nothing.
+   * RequestLoginCode sends a 6-digit login code to a verified number, by SMS or (channel EMAIL) to
+   * the account's verified email address. For an unknown or unverified number, or one with no
+   * verified address, it answers exactly the same, in the same time, and sends nothing.
    *
-   * Errors: INVALID_ARGUMENT (INVALID_PHONE_NUMBER); RESOURCE_EXHAUSTED (RESEND_TOO_SOON,
-   * NUMBER_SEND_LIMIT, CLIENT_SEND_LIMIT); UNAVAILABLE (SMS_UNAVAILABLE).
+   * Errors: INVALID_ARGUMENT (INVALID_PHONE_NUMBER, COUNTRY_NOT_ALLOWED); FAILED_PRECONDITION
+   * (PHONE_NUMBER_UNDELIVERABLE); RESOURCE_EXHAUSTED (RESEND_TOO_SOON, NUMBER_SEND_LIMIT,
+   * CLIENT_SEND_LIMIT, SMS_BUDGET_EXHAUSTED); UNAVAILABLE (SMS_UNAVAILABLE, EMAIL_UNAVAILABLE).
    */
   requestLoginCode(
     request: RequestLoginCodeRequest,
@@ -3091,9 +3607,10 @@ export interface OtpAuthClient extends Client {
    * fails like a wrong code). Send limits apply to the new number as to any other. Needs a
    * privileged session.
    *
-   * Errors: INVALID_ARGUMENT (INVALID_PHONE_NUMBER); UNAUTHENTICATED (SESSION_INVALID,
-   * INVALID_SESSION_TOKEN); FAILED_PRECONDITION (REAUTHENTICATION_REQUIRED); RESOURCE_EXHAUSTED
-   * (RESEND_TOO_SOON, NUMBER_SEND_LIMIT, CLIENT_SEND_LIMIT); UNAVAILABLE (SMS_UNAVAILABLE).
+   * Errors: INVALID_ARGUMENT (INVALID_PHONE_NUMBER, COUNTRY_NOT_ALLOWED); UNAUTHENTICATED
+   * (SESSION_INVALID, INVALID_SESSION_TOKEN); FAILED_PRECONDITION (REAUTHENTICATION_REQUIRED,
+   * PHONE_NUMBER_UNDELIVERABLE); RESOURCE_EXHAUSTED (RESEND_TOO_SOON, NUMBER_SEND_LIMIT,
+   * CLIENT_SEND_LIMIT, SMS_BUDGET_EXHAUSTED); UNAVAILABLE (SMS_UNAVAILABLE).
    */
   requestPhoneChange(
     request: RequestPhoneChangeRequest,
@@ -3158,6 +3675,54 @@ export interface OtpAuthClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: DeleteAccountResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * AddEmail sends a 6-digit code to an email address, to add it to the account as a second
+   * channel for login codes (RequestLoginCode with channel EMAIL). The address replaces the
+   * account's current one once VerifyEmail confirms it. Email has its own cooldown and caps per
+   * address. Needs a privileged session.
+   *
+   * Errors: INVALID_ARGUMENT (INVALID_EMAIL); UNAUTHENTICATED (SESSION_INVALID,
+   * INVALID_SESSION_TOKEN); FAILED_PRECONDITION (REAUTHENTICATION_REQUIRED); RESOURCE_EXHAUSTED
+   * (RESEND_TOO_SOON, NUMBER_SEND_LIMIT, CLIENT_SEND_LIMIT); UNAVAILABLE (EMAIL_UNAVAILABLE).
+   */
+  addEmail(
+    request: AddEmailRequest,
+    callback: (error: ServiceError | null, response: AddEmailResponse) => void,
+  ): ClientUnaryCall;
+  addEmail(
+    request: AddEmailRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: AddEmailResponse) => void,
+  ): ClientUnaryCall;
+  addEmail(
+    request: AddEmailRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: AddEmailResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * VerifyEmail confirms the address from the last AddEmail with its code and makes it the
+   * account's email address; a previous address gets a notice. A wrong code counts against the
+   * client lockout like VerifyOtp.
+   *
+   * Errors: INVALID_ARGUMENT (INVALID_CODE_FORMAT); UNAUTHENTICATED (SESSION_INVALID,
+   * INVALID_SESSION_TOKEN, INVALID_CREDENTIALS); RESOURCE_EXHAUSTED (CLIENT_LOCKED_OUT).
+   */
+  verifyEmail(
+    request: VerifyEmailRequest,
+    callback: (error: ServiceError | null, response: VerifyEmailResponse) => void,
+  ): ClientUnaryCall;
+  verifyEmail(
+    request: VerifyEmailRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: VerifyEmailResponse) => void,
+  ): ClientUnaryCall;
+  verifyEmail(
+    request: VerifyEmailRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: VerifyEmailResponse) => void,
   ): ClientUnaryCall;
 }
 
