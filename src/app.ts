@@ -14,6 +14,9 @@ import { PasswordHasher } from './auth/password.js'
 import { PhoneParser } from './auth/phone.js'
 import type { EmailSender } from './auth/email-sender.js'
 import { Messages } from './auth/messages.js'
+import { MemorySmsBudget, type SmsBudget } from './auth/sms-budget.js'
+import { MeteredSmsBudget } from './metrics/metered-sms-budget.js'
+import { createPostgresSmsBudget } from './store/postgres-sms-budget.js'
 import { ConsoleEmailSender } from './email/console-email-sender.js'
 import { SmtpEmailSender } from './email/smtp-email-sender.js'
 import { SendPacer } from './auth/send-pacer.js'
@@ -94,7 +97,9 @@ export async function startApp(
 
   // Always collected (a few counter increments per call); served only on OTPAUTH_METRICS_ADDRESS.
   const metrics = new OtpAuthMetrics({ activeLockouts: () => stores.activeLockouts() })
-  const sms = new MeteredSmsSender(overrides.sms ?? createSmsSender(config, log), metrics)
+  const phones = new PhoneParser(config.defaultRegion, config.cacheMax)
+  const regionOf = (phone: string): string => phones.region(phone)
+  const sms = new MeteredSmsSender(overrides.sms ?? createSmsSender(config, log), metrics, regionOf)
   if (config.testNumbers.size > 0) {
     // The numbers, not their codes: a code in the log would be a credential in the log.
     log.warn(
@@ -107,7 +112,7 @@ export async function startApp(
   await hasher.prepare()
   const store = stores.store
   const auth = new AuthService({
-    phones: new PhoneParser(config.defaultRegion, config.cacheMax),
+    phones,
     store,
     sms,
     clock,
@@ -115,9 +120,10 @@ export async function startApp(
     randomBytes: (size) => randomBytes(size),
     newId: () => randomUUID(),
     hasher,
-    codes: new MeteredCodeStore(stores.codes, metrics),
+    codes: new MeteredCodeStore(stores.codes, metrics, regionOf),
     codeHasher: stores.codeHasher,
     throttle: stores.throttle,
+    budget: new MeteredSmsBudget(stores.budget, metrics),
     lockout: new ClientLockout(store, clock, {
       threshold: config.lockoutThreshold,
       durationMs: config.lockoutSeconds * 1000,
@@ -134,6 +140,7 @@ export async function startApp(
       privilegedSessionMs: config.privilegedSessionSeconds * 1000,
       allowedCountries: config.smsAllowedCountries,
       testNumbers: config.testNumbers,
+      budgetPrefixDigits: config.smsBudgets.prefixDigits,
     },
     log,
   })
@@ -261,10 +268,14 @@ interface Stores {
   codes: CodeStore
   codeHasher: CodeHasher
   throttle: SendLimiter
+  budget: SmsBudget
   /** Resolves once the writes made so far are durable (SQLite's group commit). */
   settled: (() => Promise<void>) | undefined
   activeLockouts: () => Promise<number>
-  /** Called every prune round: PostgreSQL tells the other replicas it still holds its keys. */
+  /**
+   * Called every prune round: PostgreSQL tells the other replicas it still holds its keys and
+   * drops budget windows that have ended.
+   */
   heartbeat: () => Promise<void>
   ping: () => Promise<void>
   close: () => Promise<void>
@@ -295,6 +306,7 @@ async function openEmbeddedStores(config: Readonly<Config>, clock: Clock): Promi
       perClientPerHour: config.sendsPerClientPerHour,
       max: config.cacheMax,
     }),
+    budget: new MemorySmsBudget({ ...config.smsBudgets, max: config.cacheMax }),
     settled: () => commits.settled(),
     activeLockouts: () => Promise.resolve(countActiveLockouts(database.sqlite, clock.now())),
     heartbeat: () => Promise.resolve(),
@@ -371,11 +383,13 @@ async function openSharedStores(
     perNumberPerHour: config.sendsPerNumberPerHour,
     perClientPerHour: config.sendsPerClientPerHour,
   }
+  const budget = createPostgresSmsBudget(db, config.smsBudgets, onUnavailable)
   return {
     store,
     codes: createPostgresCodeStore(db, onUnavailable),
     codeHasher: new CodeHasher(key, config.codeHmacPreviousKey),
     throttle: createPostgresSendLimiter(db, limits, onUnavailable),
+    budget,
     settled: undefined,
     activeLockouts: async () => {
       const row = await db
@@ -385,7 +399,10 @@ async function openSharedStores(
         .executeTakeFirstOrThrow()
       return row.n
     },
-    heartbeat: () => renewKeys(db, identity),
+    heartbeat: async () => {
+      await renewKeys(db, identity)
+      await budget.prune(clock.now())
+    },
     ping: async () => {
       await sql`select 1`.execute(db)
     },

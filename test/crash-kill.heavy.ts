@@ -134,6 +134,7 @@ describe('Crash safety', () => {
       OTPAUTH_LOG_LEVEL: 'info',
       OTPAUTH_ARGON2_MEMORY_KIB: '7168',
       OTPAUTH_ARGON2_TIME_COST: '1',
+      OTPAUTH_SMS_BUDGET_PER_PREFIX_PER_HOUR: '1000000',
     }
     const acked: Acknowledged = {
       registered: new Set(),

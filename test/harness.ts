@@ -149,6 +149,13 @@ export function testConfig(dir: string, overrides: Partial<Config> = {}): Config
     databasePath: join(dir, 'otpauth.db'),
     trustedProxies: ['127.0.0.1/32', '::1/128'],
     argon2: { memoryKib: 1024, timeCost: 1, parallelism: 1 },
+    // Tests send many codes to few prefixes; the budgets have their own tests (sms-budget*).
+    smsBudgets: {
+      globalPerDay: 10_000_000,
+      perCountryPerDay: 10_000_000,
+      perPrefixPerHour: 10_000_000,
+      prefixDigits: 5,
+    },
     shutdownGraceSeconds: 2,
     ...overrides,
   }

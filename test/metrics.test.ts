@@ -72,16 +72,22 @@ describe('Prometheus metrics', () => {
       value(text, 'grpc_server_handling_seconds_count', { ...rpc, grpc_method: 'Register' }),
     ).toBe(2)
     expect(text).toContain('grpc_server_handling_seconds_bucket{le="0.001"')
-    expect(value(text, 'otpauth_codes_sent_total', { purpose: 'register', result: 'sent' })).toBe(1)
-    expect(value(text, 'otpauth_codes_sent_total', { purpose: 'register', result: 'failed' })).toBe(
-      1,
-    )
+    // Per country: the conversion rate fraud tools watch (codes verified / codes sent).
+    const sent = { purpose: 'register', result: 'sent', country: 'US' }
+    expect(value(text, 'otpauth_codes_sent_total', sent)).toBe(1)
+    expect(
+      value(text, 'otpauth_codes_sent_total', { ...sent, result: 'transient', country: 'US' }),
+    ).toBe(1)
     expect(value(text, 'otpauth_sms_failures_total', { purpose: 'register' })).toBe(1)
     expect(
       value(text, 'otpauth_sms_send_seconds_count', { purpose: 'register', result: 'sent' }),
     ).toBe(1)
     expect(
-      value(text, 'otpauth_codes_verified_total', { purpose: 'register', result: 'rejected' }),
+      value(text, 'otpauth_codes_verified_total', {
+        purpose: 'register',
+        result: 'rejected',
+        country: 'US',
+      }),
     ).toBe(3)
     expect(text).toMatch(/^otpauth_active_lockouts 1$/m)
     expect(text).toMatch(/^otpauth_challenge_cache_entries 1$/m)

@@ -40,6 +40,8 @@ export interface AuthErrorDetails {
   /** How long until the same call can succeed, for rate limits and lockouts. */
   retryAfterMs?: number
   violation?: FieldViolation
+  /** Facts for the caller, sent as ErrorInfo metadata (never anything about accounts). */
+  metadata?: Readonly<Record<string, string>>
   cause?: unknown
 }
 
@@ -47,6 +49,7 @@ export class AuthError extends Error {
   readonly reason: AuthErrorReason
   readonly retryAfterMs: number | undefined
   readonly violation: FieldViolation | undefined
+  readonly metadata: Readonly<Record<string, string>> | undefined
 
   constructor(reason: AuthErrorReason, details: AuthErrorDetails = {}) {
     super(reason, details.cause === undefined ? undefined : { cause: details.cause })
@@ -54,6 +57,7 @@ export class AuthError extends Error {
     this.reason = reason
     this.retryAfterMs = details.retryAfterMs
     this.violation = details.violation
+    this.metadata = details.metadata
   }
 }
 

@@ -23,6 +23,7 @@ import type { PhoneParser } from './phone.js'
 import { parseEmail } from './email-address.js'
 import type { EmailSender } from './email-sender.js'
 import type { Messages } from './messages.js'
+import { budgetKeys, type BudgetCharge, type SmsBudget } from './sms-budget.js'
 import type { SendPacer } from './send-pacer.js'
 import {
   hashSessionToken,
@@ -47,6 +48,8 @@ export interface AuthPolicy {
   allowedCountries: ReadonlySet<string> | undefined
   /** Numbers that never reach a provider and always get their fixed code (E.164 → code). */
   testNumbers: ReadonlyMap<string, string>
+  /** Digits of the national number that, with the country code, name a prefix budget. */
+  budgetPrefixDigits: number
 }
 
 // How long every path for a number answers SMS_UNAVAILABLE after the provider refused it for now
@@ -71,6 +74,8 @@ export interface AuthServiceDeps {
   codes: CodeStore
   codeHasher: CodeHasher
   throttle: SendLimiter
+  /** SMS spend ceilings (global, per country, per prefix), charged with every SMS send limit. */
+  budget: SmsBudget
   lockout: ClientLockout
   pacer: SendPacer
   email: EmailSender
@@ -653,7 +658,13 @@ export class AuthService {
       return this.#codeSent(clock.now())
     }
     const reservation = await throttle.reserve(key, caller.clientKey, clock.now())
+    let charge: BudgetCharge | undefined
     try {
+      // Charged on the no-send paths too, like the send limits: budgets reveal nothing either.
+      if (channel === 'sms') {
+        const keys = budgetKeys(key, this.#d.policy.budgetPrefixDigits)
+        charge = await this.#d.budget.charge(keys, clock.now())
+      }
       const mark = reservation.delivery
       if (mark.state === 'undeliverable') throw new AuthError(UNDELIVERABLE[channel])
       if (mark.state === 'failing') {
@@ -668,6 +679,7 @@ export class AuthService {
       })
       return this.#codeSent(reservation.resendAvailableAt)
     } catch (error) {
+      await charge?.release()
       await reservation.release()
       throw error
     }

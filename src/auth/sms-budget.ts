@@ -98,7 +98,11 @@ export function budgetWindows(
 /** budgetRefusal is SMS_BUDGET_EXHAUSTED with the wait until the last refusing window ends. */
 export function budgetRefusal(refused: readonly BudgetWindow[], now: number): AuthError {
   const end = Math.max(...refused.map((w) => w.end))
-  return new AuthError('SMS_BUDGET_EXHAUSTED', { retryAfterMs: end - now })
+  return new AuthError('SMS_BUDGET_EXHAUSTED', {
+    retryAfterMs: end - now,
+    // Which budgets refused (prefix, country, global): for dashboards and for the caller.
+    metadata: { budget: refused.map((w) => w.kind).join(',') },
+  })
 }
 
 /** checkLimits throws a RangeError unless every limit is a whole number of at least 1. */

@@ -7,9 +7,12 @@ export class MeteredCodeStore implements CodeStore {
   readonly #codes: CodeStore
   readonly #metrics: OtpAuthMetrics
 
-  constructor(codes: CodeStore, metrics: OtpAuthMetrics) {
+  readonly #regionOf: (phone: string) => string
+
+  constructor(codes: CodeStore, metrics: OtpAuthMetrics, regionOf: (phone: string) => string) {
     this.#codes = codes
     this.#metrics = metrics
+    this.#regionOf = regionOf
     metrics.trackCacheSize(() => codes.size())
   }
 
@@ -24,7 +27,9 @@ export class MeteredCodeStore implements CodeStore {
     now: number,
   ): Promise<AnswerResult> {
     const result = await this.#codes.answer(purpose, subject, candidates, now)
-    this.#metrics.codeAnswered(purpose, result.ok)
+    // Sign-up and login codes are kept under the number; account-bound ones under an account id.
+    const country = subject.startsWith('+') ? this.#regionOf(subject) : 'none'
+    this.#metrics.codeAnswered(purpose, result.ok, country)
     return result
   }
 

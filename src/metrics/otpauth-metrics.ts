@@ -2,7 +2,22 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import type { RpcObserver } from '../rpc/rpc-observer.js'
 
 const SERVICE = 'otpauth.v1.OtpAuth'
-const METHODS = ['Register', 'VerifyOtp', 'RequestLoginCode', 'Login', 'ValidateSession', 'Logout']
+const METHODS = [
+  'Register',
+  'VerifyOtp',
+  'RequestLoginCode',
+  'Login',
+  'ValidateSession',
+  'Logout',
+  'ChangePassword',
+  'ListSessions',
+  'RevokeSession',
+  'RequestPhoneChange',
+  'ChangePhoneNumber',
+  'DeleteAccount',
+  'AddEmail',
+  'VerifyEmail',
+]
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 
 export type CodePurposeLabel =
@@ -22,8 +37,9 @@ export class OtpAuthMetrics implements RpcObserver {
   readonly #started: Counter<'grpc_type' | 'grpc_service' | 'grpc_method'>
   readonly #handled: Counter<'grpc_type' | 'grpc_service' | 'grpc_method' | 'grpc_code'>
   readonly #handling: Histogram<'grpc_type' | 'grpc_service' | 'grpc_method'>
-  readonly #codesSent: Counter<'purpose' | 'result'>
-  readonly #codesVerified: Counter<'purpose' | 'result'>
+  readonly #codesSent: Counter<'purpose' | 'result' | 'country'>
+  readonly #codesVerified: Counter<'purpose' | 'result' | 'country'>
+  readonly #budgetRefusals: Counter<'budget' | 'country'>
   readonly #smsSeconds: Histogram<'purpose' | 'result'>
   readonly #smsFailures: Counter<'purpose'>
   #cacheSize: () => number | undefined = () => 0
@@ -52,14 +68,24 @@ export class OtpAuthMetrics implements RpcObserver {
     })
     this.#codesSent = new Counter({
       name: 'otpauth_codes_sent_total',
-      help: 'One-time codes handed to the SMS sender, by purpose and result (sent, failed).',
-      labelNames: ['purpose', 'result'],
+      help:
+        'SMS handed to the provider, by purpose, result (sent; permanent, transient or unknown ' +
+        'failure) and destination country (ISO 3166; 001 non-geographic).',
+      labelNames: ['purpose', 'result', 'country'],
       registers,
     })
     this.#codesVerified = new Counter({
       name: 'otpauth_codes_verified_total',
-      help: 'One-time codes checked, by purpose and result (accepted, rejected).',
-      labelNames: ['purpose', 'result'],
+      help:
+        'One-time codes checked, by purpose, result (accepted, rejected) and country of the ' +
+        'number (none for codes bound to an account: phone and email changes).',
+      labelNames: ['purpose', 'result', 'country'],
+      registers,
+    })
+    this.#budgetRefusals = new Counter({
+      name: 'otpauth_sms_budget_refusals_total',
+      help: 'Sends refused by an SMS budget, by budget (global, country, prefix) and country.',
+      labelNames: ['budget', 'country'],
       registers,
     })
     this.#smsSeconds = new Histogram({
@@ -112,15 +138,23 @@ export class OtpAuthMetrics implements RpcObserver {
     this.#handling.observe(labels, seconds)
   }
 
-  smsSent(purpose: CodePurposeLabel, ok: boolean, seconds: number): void {
-    const result = ok ? 'sent' : 'failed'
-    this.#codesSent.inc({ purpose, result })
-    this.#smsSeconds.observe({ purpose, result }, seconds)
-    if (!ok) this.#smsFailures.inc({ purpose })
+  smsSent(
+    purpose: CodePurposeLabel,
+    result: 'sent' | 'permanent' | 'transient' | 'unknown',
+    seconds: number,
+    country: string,
+  ): void {
+    this.#codesSent.inc({ purpose, result, country })
+    this.#smsSeconds.observe({ purpose, result: result === 'sent' ? 'sent' : 'failed' }, seconds)
+    if (result !== 'sent') this.#smsFailures.inc({ purpose })
   }
 
-  codeAnswered(purpose: CodePurposeLabel, accepted: boolean): void {
-    this.#codesVerified.inc({ purpose, result: accepted ? 'accepted' : 'rejected' })
+  codeAnswered(purpose: CodePurposeLabel, accepted: boolean, country: string): void {
+    this.#codesVerified.inc({ purpose, result: accepted ? 'accepted' : 'rejected', country })
+  }
+
+  budgetRefused(budget: string, country: string): void {
+    this.#budgetRefusals.inc({ budget, country })
   }
 
   /** trackCacheSize names the function the cache-size gauge reads at scrape time. */

@@ -114,7 +114,7 @@ export function toServiceError(thrown: unknown): MappedError {
   const reason = authError?.reason ?? 'INTERNAL'
   const { code, message } = authError === undefined ? INTERNAL : statusOf[authError.reason]
 
-  const metadataEntries: Record<string, string> = {}
+  const metadataEntries: Record<string, string> = { ...authError?.metadata }
   const details = []
   if (authError?.retryAfterMs !== undefined) {
     const ms = Math.max(0, Math.ceil(authError.retryAfterMs))
