@@ -667,11 +667,10 @@ export class AuthService {
       }
       const mark = reservation.delivery
       if (mark.state === 'undeliverable') throw new AuthError(UNDELIVERABLE[channel])
+      // No cause: the failure itself was logged once when it happened; repeating it for every
+      // call until the mark ends would let anyone flood the error log.
       if (mark.state === 'failing') {
-        throw new AuthError(UNAVAILABLE[channel], {
-          retryAfterMs: mark.until - clock.now(),
-          cause: new Error('the last send here failed; it is not retried before then'),
-        })
+        throw new AuthError(UNAVAILABLE[channel], { retryAfterMs: mark.until - clock.now() })
       }
       await work({
         code: (order) => this.#sendCode(order, key, caller),
