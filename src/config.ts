@@ -117,6 +117,84 @@ export interface SmsBudgets {
 
 export type MessagesConfig = MessagesOptions
 
+/**
+ * KNOWN_VARIABLES is every variable the service reads, and the only names loadConfig can read:
+ * its reader takes a VariableName, so reading a name missing here does not compile. Start-up
+ * refuses any other OTPAUTH_ variable (a typo, or a setting of another version) instead of
+ * ignoring it.
+ */
+export const KNOWN_VARIABLES = [
+  'OTPAUTH_ADDRESS',
+  'OTPAUTH_HTTP_ADDRESS',
+  'OTPAUTH_HTTP_MAX_BODY_BYTES',
+  'OTPAUTH_METRICS_ADDRESS',
+  'OTPAUTH_DATABASE',
+  'OTPAUTH_DATABASE_SYNCHRONOUS',
+  'OTPAUTH_DATABASE_POOL_MAX',
+  'OTPAUTH_DATABASE_CONNECT_TIMEOUT_MS',
+  'OTPAUTH_DATABASE_STATEMENT_TIMEOUT_MS',
+  'OTPAUTH_DATABASE_STARTUP_TIMEOUT_SECONDS',
+  'OTPAUTH_MAX_CLOCK_SKEW_MS',
+  'OTPAUTH_SMS',
+  'OTPAUTH_SMS_WEBHOOK_URL',
+  'OTPAUTH_SMS_WEBHOOK_TIMEOUT_MS',
+  'OTPAUTH_SMS_WEBHOOK_SECRET',
+  'OTPAUTH_TWILIO_ACCOUNT_SID',
+  'OTPAUTH_TWILIO_AUTH_TOKEN',
+  'OTPAUTH_TWILIO_API_KEY_SID',
+  'OTPAUTH_TWILIO_API_KEY_SECRET',
+  'OTPAUTH_TWILIO_FROM',
+  'OTPAUTH_TWILIO_MESSAGING_SERVICE_SID',
+  'OTPAUTH_TWILIO_API_URL',
+  'OTPAUTH_TWILIO_TIMEOUT_MS',
+  'OTPAUTH_EMAIL',
+  'OTPAUTH_EMAIL_FROM',
+  'OTPAUTH_SMTP_URL',
+  'OTPAUTH_SMTP_TIMEOUT_MS',
+  'OTPAUTH_SMS_ALLOWED_COUNTRIES',
+  'OTPAUTH_SMS_BUDGET_PER_DAY',
+  'OTPAUTH_SMS_BUDGET_PER_COUNTRY_PER_DAY',
+  'OTPAUTH_SMS_BUDGET_PER_PREFIX_PER_HOUR',
+  'OTPAUTH_SMS_BUDGET_PREFIX_DIGITS',
+  'OTPAUTH_TEST_NUMBERS',
+  'OTPAUTH_APP_NAME',
+  'OTPAUTH_TEMPLATE_REGISTER',
+  'OTPAUTH_TEMPLATE_LOGIN',
+  'OTPAUTH_TEMPLATE_PHONE_CHANGE',
+  'OTPAUTH_TEMPLATE_EMAIL_VERIFY',
+  'OTPAUTH_WEBOTP_DOMAIN',
+  'OTPAUTH_TRUSTED_PROXIES',
+  'OTPAUTH_DEFAULT_REGION',
+  'OTPAUTH_CODE_HMAC_KEY',
+  'OTPAUTH_CODE_HMAC_PREVIOUS_KEY',
+  'OTPAUTH_CODE_TTL_SECONDS',
+  'OTPAUTH_CODE_MAX_ATTEMPTS',
+  'OTPAUTH_RESEND_COOLDOWN_SECONDS',
+  'OTPAUTH_SENDS_PER_NUMBER_PER_HOUR',
+  'OTPAUTH_SENDS_PER_CLIENT_PER_HOUR',
+  'OTPAUTH_LOCKOUT_THRESHOLD',
+  'OTPAUTH_LOCKOUT_SECONDS',
+  'OTPAUTH_NUMBER_FAILURE_LIMIT',
+  'OTPAUTH_SESSION_TTL_SECONDS',
+  'OTPAUTH_PRIVILEGED_SESSION_SECONDS',
+  'OTPAUTH_CACHE_MAX',
+  'OTPAUTH_MAX_MESSAGE_BYTES',
+  'OTPAUTH_ARGON2_MEMORY_KIB',
+  'OTPAUTH_ARGON2_TIME_COST',
+  'OTPAUTH_ARGON2_PARALLELISM',
+  'OTPAUTH_HASH_CONCURRENCY',
+  'OTPAUTH_LOG_LEVEL',
+  'OTPAUTH_SHUTDOWN_GRACE_SECONDS',
+] as const
+
+export type VariableName = (typeof KNOWN_VARIABLES)[number]
+
+/**
+ * Variables read by the tools around the service (the test suite), never by the service itself.
+ * They are allowed in its environment because `npm test` and `npm start` may share a shell.
+ */
+export const TOOL_VARIABLES = ['OTPAUTH_TEST_DATABASE_URL'] as const
+
 /** ConfigError lists every invalid variable at once, each by name. */
 export class ConfigError extends Error {
   constructor(readonly problems: readonly string[]) {
@@ -127,14 +205,17 @@ export class ConfigError extends Error {
 
 type Env = Readonly<Record<string, string | undefined>>
 
-/** loadConfig reads OTPAUTH_* variables, applies defaults and validates. Throws ConfigError. */
+/**
+ * loadConfig reads the OTPAUTH_ variables, applies defaults and validates; an OTPAUTH_ variable it
+ * does not know is a problem too. Throws ConfigError.
+ */
 export function loadConfig(env: Env): Readonly<Config> {
-  const problems: string[] = []
-  const read = (name: string): string | undefined => {
+  const problems: string[] = unknownVariables(env)
+  const read = (name: VariableName): string | undefined => {
     const value = env[name]?.trim()
     return value === undefined || value === '' ? undefined : value
   }
-  const int = (name: string, fallback: number, min: number, max: number): number => {
+  const int = (name: VariableName, fallback: number, min: number, max: number): number => {
     const raw = read(name)
     if (raw === undefined) return fallback
     const value = Number(raw)
@@ -144,7 +225,7 @@ export function loadConfig(env: Env): Readonly<Config> {
     }
     return value
   }
-  const oneOf = <T extends string>(name: string, fallback: T, allowed: readonly T[]): T => {
+  const oneOf = <T extends string>(name: VariableName, fallback: T, allowed: readonly T[]): T => {
     const raw = read(name)?.toLowerCase()
     if (raw === undefined) return fallback
     if (!(allowed as readonly string[]).includes(raw)) {
@@ -161,7 +242,7 @@ export function loadConfig(env: Env): Readonly<Config> {
     )
   }
 
-  const optionalAddress = (name: string): string | undefined => {
+  const optionalAddress = (name: VariableName): string | undefined => {
     const raw = read(name)
     if (
       raw !== undefined &&
@@ -175,7 +256,7 @@ export function loadConfig(env: Env): Readonly<Config> {
   const metricsAddress = optionalAddress('OTPAUTH_METRICS_ADDRESS')
 
   /** httpUrl reads an http(s) URL; `required` names the setting that needs it. */
-  const httpUrl = (name: string, required: string | undefined): URL | undefined => {
+  const httpUrl = (name: VariableName, required: string | undefined): URL | undefined => {
     const raw = read(name)
     if (raw === undefined) {
       if (required !== undefined) problems.push(`${name} is required when ${required}`)
@@ -286,7 +367,7 @@ export function loadConfig(env: Env): Readonly<Config> {
     } else testNumbers.set(phone, code)
   }
 
-  const template = (name: string, fallback: string): string => {
+  const template = (name: VariableName, fallback: string): string => {
     const raw = read(name)
     if (raw === undefined) return fallback
     if (!raw.includes('{code}') || raw.length > 300) {
@@ -332,7 +413,7 @@ export function loadConfig(env: Env): Readonly<Config> {
       )
   }
 
-  const key = (name: string): Buffer | undefined => {
+  const key = (name: VariableName): Buffer | undefined => {
     const raw = read(name)
     if (raw === undefined) return undefined
     const value =
@@ -455,6 +536,60 @@ export function loadConfig(env: Env): Readonly<Config> {
   return Object.freeze(config)
 }
 
+/**
+ * unknownVariables names every OTPAUTH_ variable in env that is neither a setting nor a tool's
+ * (any letter case: a lower-case name is ignored as surely as a misspelt one), with the closest
+ * setting when one is close. Never the value: it may be a secret under a misspelt name.
+ */
+function unknownVariables(env: Env): string[] {
+  const allowed: readonly string[] = [...KNOWN_VARIABLES, ...TOOL_VARIABLES]
+  const problems: string[] = []
+  for (const name of Object.keys(env).sort()) {
+    if (!name.toUpperCase().startsWith('OTPAUTH_') || allowed.includes(name)) continue
+    const closest = closestVariable(name)
+    problems.push(
+      closest === undefined
+        ? `${name} is not a setting of this version; remove it or correct its name (the README lists every setting)`
+        : `${name} is not a setting; did you mean ${closest}?`,
+    )
+  }
+  return problems
+}
+
+/**
+ * closestVariable is the known name nearest to `name` by edit distance, when it is near enough to
+ * be a slip: at most 2 edits, or a third of the part after OTPAUTH_ for longer names (a word left
+ * out, such as PER_).
+ */
+function closestVariable(name: string): VariableName | undefined {
+  const upper = name.toUpperCase()
+  let closest: VariableName | undefined
+  let closestDistance = Number.POSITIVE_INFINITY
+  for (const known of KNOWN_VARIABLES) {
+    const distance = editDistance(upper, known)
+    if (distance < closestDistance) {
+      closest = known
+      closestDistance = distance
+    }
+  }
+  const length = upper.length - 'OTPAUTH_'.length
+  return closestDistance <= Math.max(2, Math.floor(length / 3)) ? closest : undefined
+}
+
+/** editDistance is the Levenshtein distance: single-character insertions, deletions, substitutions. */
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j)
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i]
+    for (let j = 1; j <= b.length; j++) {
+      const substitution = (previous[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1)
+      current.push(Math.min((previous[j] ?? 0) + 1, (current[j - 1] ?? 0) + 1, substitution))
+    }
+    previous = current
+  }
+  return previous[b.length] ?? 0
+}
+
 function tryUrl(raw: string): URL | undefined {
   try {
     return new URL(raw)
@@ -465,7 +600,7 @@ function tryUrl(raw: string): URL | undefined {
 
 /** twilioConfig reads the Twilio credentials and sender; undefined (with problems) when incomplete. */
 function twilioConfig(
-  read: (name: string) => string | undefined,
+  read: (name: VariableName) => string | undefined,
   problems: string[],
   timeoutMs: number,
 ): Omit<Extract<SmsConfig, { kind: 'twilio' }>, 'apiUrl'> | undefined {

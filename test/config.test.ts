@@ -1,5 +1,9 @@
-import { describe, expect, it } from 'vitest'
-import { ConfigError, loadConfig } from '../src/config.js'
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, relative } from 'node:path'
+import { beforeAll, describe, expect, it, onTestFinished } from 'vitest'
+import { ConfigError, KNOWN_VARIABLES, loadConfig, TOOL_VARIABLES } from '../src/config.js'
+import { buildServer, ROOT, runToExit } from './hostile-support.js'
 
 /** problemsOf returns the problems loadConfig reports for env; fails if it accepts it. */
 function problemsOf(env: Record<string, string>): readonly string[] {
@@ -157,5 +161,143 @@ describe('loadConfig', () => {
 
     expect(config.lockoutThreshold).toBe(3)
     expect(config.codeTtlSeconds).toBe(300)
+  })
+})
+
+/** A name the service or its tools read: OTPAUTH_ and at least one more word character. */
+const NAME = /\bOTPAUTH_[A-Z0-9_]*[A-Z0-9]/g
+const ALLOWED: readonly string[] = [...KNOWN_VARIABLES, ...TOOL_VARIABLES]
+
+/** filesUnder lists the files below dir (relative to the repository), skipping dependencies and output. */
+function filesUnder(dir: string): string[] {
+  const skip = new Set(['node_modules', 'dist', 'gen', '.git', 'data'])
+  return readdirSync(join(ROOT, dir)).flatMap((entry) => {
+    if (skip.has(entry)) return []
+    const path = join(ROOT, dir, entry)
+    return statSync(path).isDirectory() ? filesUnder(relative(ROOT, path)) : [relative(ROOT, path)]
+  })
+}
+
+describe('loadConfig: unknown OTPAUTH_ variables', () => {
+  it('when a setting is misspelt, then start-up refuses it and names the closest setting', () => {
+    const cases: [string, string][] = [
+      ['OTPAUTH_SMS_ALLOWED_COUNTRY', 'OTPAUTH_SMS_ALLOWED_COUNTRIES'],
+      ['OTPAUTH_SMS_BUDGET_PER_COUNTRY_DAY', 'OTPAUTH_SMS_BUDGET_PER_COUNTRY_PER_DAY'],
+      ['OTPAUTH_TWILLIO_FROM', 'OTPAUTH_TWILIO_FROM'],
+      ['OTPAUTH_LOCKOUT_TRESHOLD', 'OTPAUTH_LOCKOUT_THRESHOLD'],
+      ['OTPAUTH_DATABASE_URL', 'OTPAUTH_DATABASE'],
+      ['otpauth_sms', 'OTPAUTH_SMS'],
+      ['Otpauth_Code_Hmac_Key', 'OTPAUTH_CODE_HMAC_KEY'],
+    ]
+    for (const [typo, meant] of cases) {
+      expect(problemsOf({ [typo]: 'US' }), typo).toEqual([
+        `${typo} is not a setting; did you mean ${meant}?`,
+      ])
+    }
+  })
+
+  it('when an unknown name is far from every setting, then it is refused without a guess', () => {
+    for (const name of ['OTPAUTH_FROBNICATE', 'OTPAUTH_X', 'OTPAUTH_ENABLE_FRAUD_GUARD']) {
+      const problems = problemsOf({ [name]: '1' })
+      expect(problems, name).toHaveLength(1)
+      expect(problems[0], name).toMatch(new RegExp(`^${name} is not a setting of this version;`))
+      expect(problems[0], name).not.toContain('did you mean')
+    }
+  })
+
+  it('when a misspelt name holds a secret, then the problem names the variable, never its value', () => {
+    const problems = problemsOf({ OTPAUTH_TWILIO_AUTH_TOKN: 'tok-s3cr3t' })
+
+    expect(problems).toEqual([
+      'OTPAUTH_TWILIO_AUTH_TOKN is not a setting; did you mean OTPAUTH_TWILIO_AUTH_TOKEN?',
+    ])
+  })
+
+  it('when unknown names come with bad values, then every problem is listed at once', () => {
+    const problems = problemsOf({
+      OTPAUTH_SMS_ALLOWED_COUNTRY: 'US',
+      OTPAUTH_FROBNICATE: '1',
+      OTPAUTH_LOCKOUT_THRESHOLD: 'x',
+    })
+
+    expect(problems).toHaveLength(3)
+    for (const name of [
+      'OTPAUTH_SMS_ALLOWED_COUNTRY',
+      'OTPAUTH_FROBNICATE',
+      'OTPAUTH_LOCKOUT_THRESHOLD',
+    ]) {
+      expect(problems.filter((p) => p.startsWith(`${name} `))).toHaveLength(1)
+    }
+  })
+
+  it('when every known setting and tool variable is present, then none is refused as unknown', () => {
+    // Blank means unset, which every setting accepts: only the names are under test here.
+    const env = Object.fromEntries(KNOWN_VARIABLES.map((name) => [name, '']))
+
+    expect(() => loadConfig(env)).not.toThrow()
+    expect(() =>
+      loadConfig({ ...env, OTPAUTH_TEST_DATABASE_URL: 'postgres://u:p@127.0.0.1/x' }),
+    ).not.toThrow()
+  })
+
+  it("when other variables are present, then they are not loadConfig's business", () => {
+    expect(() =>
+      loadConfig({ PATH: '/usr/bin', OTPAUTH: '1', MY_OTPAUTH_SMS: 'x', OTPAUTHSMS: 'x' }),
+    ).not.toThrow()
+  })
+
+  it('when src/config.ts names a variable, then it is in the list, and every listed setting is read there', () => {
+    const source = readFileSync(join(ROOT, 'src/config.ts'), 'utf8')
+    const list = /export const KNOWN_VARIABLES = \[[^\]]*\] as const/.exec(source)?.[0] ?? ''
+    expect(list).not.toBe('')
+    const outsideList = new Set(source.replace(list, '').match(NAME))
+
+    expect([...outsideList].filter((name) => !ALLOWED.includes(name))).toEqual([])
+    expect(KNOWN_VARIABLES.filter((name) => !outsideList.has(name))).toEqual([])
+    expect(new Set(KNOWN_VARIABLES).size).toBe(KNOWN_VARIABLES.length)
+  })
+
+  it('when the code, the deploy files or the bench set or name a variable, then it is one start-up accepts', () => {
+    const files = [
+      ...filesUnder('src'),
+      ...filesUnder('deploy'),
+      ...filesUnder('bench').filter((f) => !f.startsWith('bench/results/')),
+      'Dockerfile',
+      '.ci/run',
+    ]
+    const strays = files.flatMap((file) =>
+      (readFileSync(join(ROOT, file), 'utf8').match(NAME) ?? [])
+        .filter((name) => !ALLOWED.includes(name))
+        .map((name) => `${file}: ${name}`),
+    )
+
+    expect(strays).toEqual([])
+  })
+})
+
+describe('main: unknown OTPAUTH_ variables', () => {
+  let main = ''
+  beforeAll(() => {
+    main = buildServer()
+  }, 120_000)
+
+  it('when the environment holds a misspelt setting, then the process exits 2 before listening, naming it and the setting meant', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'otpauth-config-'))
+    onTestFinished(() => {
+      rmSync(dir, { recursive: true, force: true })
+    })
+
+    const { code, stdout, stderr } = await runToExit(main, {
+      OTPAUTH_ADDRESS: '127.0.0.1:0',
+      OTPAUTH_DATABASE: join(dir, 'otpauth.db'),
+      OTPAUTH_SMS_ALLOWED_COUNTRY: 'US',
+    })
+
+    expect(code).toBe(2)
+    expect(stderr).toContain(
+      'OTPAUTH_SMS_ALLOWED_COUNTRY is not a setting; did you mean OTPAUTH_SMS_ALLOWED_COUNTRIES?',
+    )
+    expect(stdout).not.toContain('listening')
+    expect(readdirSync(dir)).toEqual([])
   })
 })
