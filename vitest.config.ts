@@ -22,6 +22,7 @@ const RULE_TESTS = [
   'test/resend-after-verify.test.ts',
   'test/upgrade.test.ts',
   'test/sms-budget.test.ts',
+  'test/delivery-outcomes.test.ts',
 ]
 
 export default defineConfig({

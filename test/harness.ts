@@ -402,3 +402,63 @@ export function visible(err: OtpAuthError): unknown {
     details: err.details?.details.map((d) => d.typeUrl),
   }
 }
+
+// Timing statistics, for the tests whose point is a latency distribution (no-send paths paced
+// like real sends).
+
+/** mulberry32: a small seeded PRNG, so the simulated provider latencies are the same every run. */
+export function seeded(seed: number): () => number {
+  let a = seed
+  return () => {
+    a = (a + 0x6d2b79f5) | 0
+    let r = Math.imul(a ^ (a >>> 15), 1 | a)
+    r = (r + Math.imul(r ^ (r >>> 7), 61 | r)) ^ r
+    return ((r ^ (r >>> 14)) >>> 0) / 4_294_967_296
+  }
+}
+
+/** A log-normal provider latency: median `medianMs`, spread `sigma` (natural log). */
+export function providerLatency(
+  random: () => number,
+  medianMs: number,
+  sigma: number,
+): () => number {
+  return () => {
+    // Box–Muller on two uniforms in (0, 1].
+    const z = Math.sqrt(-2 * Math.log(1 - random())) * Math.cos(2 * Math.PI * random())
+    return medianMs * Math.exp(sigma * z)
+  }
+}
+
+/** median of a sample (the mean of the middle two for an even count). */
+export function median(values: readonly number[]): number {
+  const s = [...values].sort((a, b) => a - b)
+  const mid = Math.floor(s.length / 2)
+  return s.length % 2 === 1 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2
+}
+
+/** ksDistance is the two-sample Kolmogorov–Smirnov statistic: the largest gap between the ECDFs. */
+export function ksDistance(a: readonly number[], b: readonly number[]): number {
+  const xs = [...a].sort((p, q) => p - q)
+  const ys = [...b].sort((p, q) => p - q)
+  let i = 0
+  let j = 0
+  let d = 0
+  while (i < xs.length && j < ys.length) {
+    const x = xs[i] as number
+    const y = ys[j] as number
+    const v = Math.min(x, y)
+    while (i < xs.length && (xs[i] as number) <= v) i += 1
+    while (j < ys.length && (ys[j] as number) <= v) j += 1
+    d = Math.max(d, Math.abs(i / xs.length - j / ys.length))
+  }
+  return d
+}
+
+/** quantiles prints a latency sample as p10 / p25 / p50 / p75 / p90, for test output. */
+export function quantiles(values: readonly number[]): string {
+  const s = [...values].sort((a, b) => a - b)
+  const q = (p: number) =>
+    (s[Math.min(s.length - 1, Math.floor(p * s.length))] as number).toFixed(1)
+  return `p10 ${q(0.1)} / p25 ${q(0.25)} / p50 ${q(0.5)} / p75 ${q(0.75)} / p90 ${q(0.9)} ms`
+}
