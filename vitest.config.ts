@@ -23,6 +23,7 @@ const RULE_TESTS = [
   'test/upgrade.test.ts',
   'test/sms-budget.test.ts',
   'test/delivery-outcomes.test.ts',
+  'test/sms-budgets-rpc.test.ts',
 ]
 
 export default defineConfig({
