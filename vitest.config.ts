@@ -24,6 +24,7 @@ const RULE_TESTS = [
   'test/sms-budget.test.ts',
   'test/delivery-outcomes.test.ts',
   'test/sms-budgets-rpc.test.ts',
+  'test/countries-and-test-numbers.test.ts',
 ]
 
 export default defineConfig({
