@@ -25,6 +25,7 @@ const RULE_TESTS = [
   'test/delivery-outcomes.test.ts',
   'test/sms-budgets-rpc.test.ts',
   'test/countries-and-test-numbers.test.ts',
+  'test/messages.test.ts',
 ]
 
 export default defineConfig({
