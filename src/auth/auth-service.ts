@@ -492,6 +492,8 @@ export class AuthService {
 
   /** #sendNotice tells a number about a change to its account; a failure is logged, not thrown. */
   async #sendNotice(phone: string): Promise<void> {
+    // Test numbers never reach a provider: they are often numbers nobody owns.
+    if (this.#d.policy.testNumbers.has(phone)) return
     const text =
       `${this.#d.messages.appName}: the phone number of your account was changed to another ` +
       'number. If this was not you, contact support now.'
