@@ -275,6 +275,38 @@ describe('loadConfig: unknown OTPAUTH_ variables', () => {
   })
 })
 
+describe('the documented settings', () => {
+  /** settingsIn lists the names in the first cell of each table row that starts with one. */
+  function settingsIn(markdown: string): string[] {
+    return markdown
+      .split('\n')
+      .filter((line) => line.startsWith('| `OTPAUTH_'))
+      .flatMap((line) => line.split('|')[1]?.match(NAME) ?? [])
+  }
+
+  it('when the README lists the settings, then its configuration table has a row for every setting and none for anything else', () => {
+    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8')
+    const start = readme.indexOf('\n## Configuration\n')
+    expect(start).toBeGreaterThan(0)
+    const documented = settingsIn(readme.slice(start, readme.indexOf('\n## ', start + 1)))
+
+    expect(KNOWN_VARIABLES.filter((name) => !documented.includes(name))).toEqual([])
+    expect(documented.filter((name) => !ALLOWED.includes(name))).toEqual([])
+  })
+
+  it('when a docs/ table names a setting, then it is one', () => {
+    const strays = filesUnder('docs')
+      .filter((file) => file.endsWith('.md'))
+      .flatMap((file) =>
+        settingsIn(readFileSync(join(ROOT, file), 'utf8'))
+          .filter((name) => !ALLOWED.includes(name))
+          .map((name) => `${file}: ${name}`),
+      )
+
+    expect(strays).toEqual([])
+  })
+})
+
 describe('main: unknown OTPAUTH_ variables', () => {
   let main = ''
   beforeAll(() => {
