@@ -56,6 +56,8 @@ export interface AppOverrides {
   sms?: SmsSender
   email?: EmailSender
   randomInt?: (max: number) => number
+  /** Which recent send the no-send paths replay (tests make it deterministic). */
+  random?: () => number
 }
 
 export interface App {
@@ -128,9 +130,9 @@ export async function startApp(
       threshold: config.lockoutThreshold,
       durationMs: config.lockoutSeconds * 1000,
     }),
-    pacer: new SendPacer((ms) => sleep(ms)),
+    pacer: new SendPacer((ms) => sleep(ms), overrides.random),
     email,
-    emailPacer: new SendPacer((ms) => sleep(ms)),
+    emailPacer: new SendPacer((ms) => sleep(ms), overrides.random),
     messages: new Messages(config.messages),
     policy: {
       codeTtlMs: config.codeTtlSeconds * 1000,

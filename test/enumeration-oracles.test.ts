@@ -80,8 +80,9 @@ describe('Combined calls that could reveal which numbers exist', () => {
     )
   })
 
-  it('when the provider refuses a verified number, then every path for that number answers the same SMS_UNAVAILABLE, and other numbers are not affected', async () => {
-    const t = await startTestServer()
+  it('when the provider refuses a verified number, then every path for that number answers the same SMS_UNAVAILABLE', async () => {
+    // The no-send paths replay the oldest kept send (the sign-up code, which went out).
+    const t = await startTestServer({ random: () => 0 })
     await signUpVerified(t, PHONES.alice)
     t.clock.advance(60_000)
 
@@ -98,6 +99,24 @@ describe('Combined calls that could reveal which numbers exist', () => {
     t.clock.advance(real.retryDelayMs ?? 0)
     await t.client.requestLoginCode({ phoneNumber: PHONES.alice })
     expect(t.sms.sentTo(PHONES.alice).filter((m) => m.purpose === 'login')).toHaveLength(1)
+  })
+
+  it('when the provider refuses sends (an outage), then a no-send path that replays a refused send fails as a real send would, and its number stays marked', async () => {
+    // The no-send paths replay the newest kept send: the refused one.
+    const t = await startTestServer({ random: () => 0.999 })
+    await signUpVerified(t, PHONES.alice)
+    t.clock.advance(60_000)
+    t.sms.failNext()
+    const real = await failure(t.client.requestLoginCode({ phoneNumber: PHONES.alice }))
+
+    const unknown = await failure(t.client.requestLoginCode({ phoneNumber: PHONES.bob }))
+    t.sms.failNext(0)
+    const unknownAgain = await failure(t.client.register({ phoneNumber: PHONES.bob }))
+
+    expect(visible(unknown)).toEqual(visible(real))
+    // Marked like a refused real send: the send path for it answers alike, nothing is sent.
+    expect(visible(unknownAgain)).toEqual(visible(real))
+    expect(t.sms.sentTo(PHONES.bob)).toEqual([])
   })
 
   it('when the provider refuses an unknown number, then its no-send path answers the same SMS_UNAVAILABLE as the send path did', async () => {

@@ -182,6 +182,8 @@ export interface StartOptions {
   clock?: FakeClock
   dir?: string
   randomInt?: (max: number) => number
+  /** Which recent send the no-send paths replay: 0 the oldest kept, just under 1 the newest. */
+  random?: () => number
   /** PostgreSQL: the database to use (restart keeps it); by default a new one per server. */
   databaseUrl?: string
 }
@@ -220,6 +222,7 @@ export async function startTestServer(options: StartOptions = {}): Promise<TestS
     sms,
     email,
     ...(options.randomInt === undefined ? {} : { randomInt: options.randomInt }),
+    ...(options.random === undefined ? {} : { random: options.random }),
   })
   const address = `127.0.0.1:${app.port}`
   const client = new OtpAuthClient(address, {

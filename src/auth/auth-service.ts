@@ -676,7 +676,7 @@ export class AuthService {
       }
       await work({
         code: (order) => this.#sendCode(order, key, caller),
-        nothing: () => (channel === 'sms' ? this.#d.pacer : this.#d.emailPacer).pace(),
+        nothing: () => this.#sendNothing(key, channel),
       })
       return this.#codeSent(reservation.resendAvailableAt)
     } catch (error) {
@@ -684,6 +684,19 @@ export class AuthService {
       await reservation.release()
       throw error
     }
+  }
+
+  /**
+   * #sendNothing is the no-send path: it replays a recent real send, its time and, when the
+   * provider refused it for now, its refusal (marking the key as the send path would).
+   */
+  async #sendNothing(key: string, channel: Destination['channel']): Promise<void> {
+    const pacer = channel === 'sms' ? this.#d.pacer : this.#d.emailPacer
+    const replayed = await pacer.pace()
+    if (!replayed.refused) return
+    const until = this.#d.clock.now() + replayed.retryAfterMs
+    await this.#d.throttle.markDelivery(key, { state: 'failing', until })
+    throw new AuthError(UNAVAILABLE[channel], { retryAfterMs: replayed.retryAfterMs })
   }
 
   /**
@@ -722,9 +735,10 @@ export class AuthService {
       }
       pacer.observe(performance.now() - started)
     } catch (cause) {
-      pacer.observe(performance.now() - started)
       const kind = failureKind(cause)
+      const elapsed = performance.now() - started
       const providerCode = cause instanceof SmsSendError ? cause.providerCode : undefined
+      if (kind !== 'transient') pacer.observe(elapsed)
       if (kind === 'permanent') {
         log.info(
           { providerCode, channel: to.channel },
@@ -739,6 +753,7 @@ export class AuthService {
       if (kind === 'transient') {
         const asked = cause instanceof SmsSendError ? (cause.retryAfterMs ?? 0) : 0
         const waitMs = Math.min(FAILING_MARK_MAX_MS, Math.max(FAILING_MARK_MS, asked))
+        pacer.observe(elapsed, { refused: true, retryAfterMs: waitMs })
         await throttle.markDelivery(key, { state: 'failing', until: clock.now() + waitMs })
         throw new AuthError(UNAVAILABLE[to.channel], { cause, retryAfterMs: waitMs })
       }
