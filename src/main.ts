@@ -17,7 +17,7 @@ async function main(): Promise<void> {
   if (config.sms.kind === 'console') {
     log.warn(
       'OTPAUTH_SMS=console: one-time codes are written to this log instead of being sent. ' +
-        'For development only; set OTPAUTH_SMS=webhook in production.',
+        'For development only; set OTPAUTH_SMS=twilio or webhook in production.',
     )
   }
 

@@ -81,13 +81,14 @@ export function createHandlers(auth: AuthService): OtpAuthHandlers {
       return { message: VERIFIED_MESSAGE }
     },
 
-    requestLoginCode: async (req, { caller }) =>
-      codeSent(
-        await auth.requestLoginCode(
-          { phone: req.phoneNumber, channel: channelOf(req.channel) },
-          caller,
-        ),
-      ),
+    requestLoginCode: async (req, { caller }) => {
+      const channel = channelOf(req.channel)
+      const sent = codeSent(
+        await auth.requestLoginCode({ phone: req.phoneNumber, channel }, caller),
+      )
+      // The same words whether or not the account has an address: the answer reveals nothing.
+      return channel === 'email' ? { ...sent, message: EMAIL_CODE_SENT_MESSAGE } : sent
+    },
 
     login: async (req, { caller }) => {
       const credential =

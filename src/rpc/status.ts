@@ -35,11 +35,11 @@ export const statusOf: Record<AuthErrorReason, { code: status; message: string }
   },
   RESEND_TOO_SOON: {
     code: status.RESOURCE_EXHAUSTED,
-    message: 'a code was sent to this number recently; wait before asking again',
+    message: 'a code was sent to this number or address recently; wait before asking again',
   },
   NUMBER_SEND_LIMIT: {
     code: status.RESOURCE_EXHAUSTED,
-    message: 'too many codes sent to this number; try again later',
+    message: 'too many codes sent to this number or address; try again later',
   },
   CLIENT_SEND_LIMIT: {
     code: status.RESOURCE_EXHAUSTED,

@@ -111,7 +111,7 @@ export interface RequestLoginCodeRequest {
 
 /** RequestLoginCodeResponse confirms that a login code was sent (if the number is verified). */
 export interface RequestLoginCodeResponse {
-  /** Always "OTP sent to phone number". */
+  /** "OTP sent to phone number", or "OTP sent to email address" with channel EMAIL. */
   message: string;
   /** When the code stops working. */
   codeExpiresAt?:
@@ -3035,9 +3035,12 @@ export const OtpAuthService = {
    * the account's verified email address. For an unknown or unverified number, or one with no
    * verified address, it answers exactly the same, in the same time, and sends nothing.
    *
-   * Errors: INVALID_ARGUMENT (INVALID_PHONE_NUMBER, COUNTRY_NOT_ALLOWED); FAILED_PRECONDITION
-   * (PHONE_NUMBER_UNDELIVERABLE); RESOURCE_EXHAUSTED (RESEND_TOO_SOON, NUMBER_SEND_LIMIT,
-   * CLIENT_SEND_LIMIT, SMS_BUDGET_EXHAUSTED); UNAVAILABLE (SMS_UNAVAILABLE, EMAIL_UNAVAILABLE).
+   * The message is "OTP sent to phone number", or "OTP sent to email address" with channel EMAIL.
+   *
+   * Errors: INVALID_ARGUMENT (INVALID_PHONE_NUMBER, COUNTRY_NOT_ALLOWED, INVALID_CHANNEL);
+   * FAILED_PRECONDITION (PHONE_NUMBER_UNDELIVERABLE, EMAIL_UNDELIVERABLE); RESOURCE_EXHAUSTED
+   * (RESEND_TOO_SOON, NUMBER_SEND_LIMIT, CLIENT_SEND_LIMIT, SMS_BUDGET_EXHAUSTED); UNAVAILABLE
+   * (SMS_UNAVAILABLE, EMAIL_UNAVAILABLE).
    */
   requestLoginCode: {
     path: "/otpauth.v1.OtpAuth/RequestLoginCode" as const,
@@ -3225,8 +3228,9 @@ export const OtpAuthService = {
    * address. Needs a privileged session.
    *
    * Errors: INVALID_ARGUMENT (INVALID_EMAIL); UNAUTHENTICATED (SESSION_INVALID,
-   * INVALID_SESSION_TOKEN); FAILED_PRECONDITION (REAUTHENTICATION_REQUIRED); RESOURCE_EXHAUSTED
-   * (RESEND_TOO_SOON, NUMBER_SEND_LIMIT, CLIENT_SEND_LIMIT); UNAVAILABLE (EMAIL_UNAVAILABLE).
+   * INVALID_SESSION_TOKEN); FAILED_PRECONDITION (REAUTHENTICATION_REQUIRED, EMAIL_UNDELIVERABLE);
+   * RESOURCE_EXHAUSTED (RESEND_TOO_SOON, NUMBER_SEND_LIMIT, CLIENT_SEND_LIMIT); UNAVAILABLE
+   * (EMAIL_UNAVAILABLE).
    */
   addEmail: {
     path: "/otpauth.v1.OtpAuth/AddEmail" as const,
@@ -3281,9 +3285,12 @@ export interface OtpAuthServer extends UntypedServiceImplementation {
    * the account's verified email address. For an unknown or unverified number, or one with no
    * verified address, it answers exactly the same, in the same time, and sends nothing.
    *
-   * Errors: INVALID_ARGUMENT (INVALID_PHONE_NUMBER, COUNTRY_NOT_ALLOWED); FAILED_PRECONDITION
-   * (PHONE_NUMBER_UNDELIVERABLE); RESOURCE_EXHAUSTED (RESEND_TOO_SOON, NUMBER_SEND_LIMIT,
-   * CLIENT_SEND_LIMIT, SMS_BUDGET_EXHAUSTED); UNAVAILABLE (SMS_UNAVAILABLE, EMAIL_UNAVAILABLE).
+   * The message is "OTP sent to phone number", or "OTP sent to email address" with channel EMAIL.
+   *
+   * Errors: INVALID_ARGUMENT (INVALID_PHONE_NUMBER, COUNTRY_NOT_ALLOWED, INVALID_CHANNEL);
+   * FAILED_PRECONDITION (PHONE_NUMBER_UNDELIVERABLE, EMAIL_UNDELIVERABLE); RESOURCE_EXHAUSTED
+   * (RESEND_TOO_SOON, NUMBER_SEND_LIMIT, CLIENT_SEND_LIMIT, SMS_BUDGET_EXHAUSTED); UNAVAILABLE
+   * (SMS_UNAVAILABLE, EMAIL_UNAVAILABLE).
    */
   requestLoginCode: handleUnaryCall<RequestLoginCodeRequest, RequestLoginCodeResponse>;
   /**
@@ -3378,8 +3385,9 @@ export interface OtpAuthServer extends UntypedServiceImplementation {
    * address. Needs a privileged session.
    *
    * Errors: INVALID_ARGUMENT (INVALID_EMAIL); UNAUTHENTICATED (SESSION_INVALID,
-   * INVALID_SESSION_TOKEN); FAILED_PRECONDITION (REAUTHENTICATION_REQUIRED); RESOURCE_EXHAUSTED
-   * (RESEND_TOO_SOON, NUMBER_SEND_LIMIT, CLIENT_SEND_LIMIT); UNAVAILABLE (EMAIL_UNAVAILABLE).
+   * INVALID_SESSION_TOKEN); FAILED_PRECONDITION (REAUTHENTICATION_REQUIRED, EMAIL_UNDELIVERABLE);
+   * RESOURCE_EXHAUSTED (RESEND_TOO_SOON, NUMBER_SEND_LIMIT, CLIENT_SEND_LIMIT); UNAVAILABLE
+   * (EMAIL_UNAVAILABLE).
    */
   addEmail: handleUnaryCall<AddEmailRequest, AddEmailResponse>;
   /**
@@ -3446,9 +3454,12 @@ export interface OtpAuthClient extends Client {
    * the account's verified email address. For an unknown or unverified number, or one with no
    * verified address, it answers exactly the same, in the same time, and sends nothing.
    *
-   * Errors: INVALID_ARGUMENT (INVALID_PHONE_NUMBER, COUNTRY_NOT_ALLOWED); FAILED_PRECONDITION
-   * (PHONE_NUMBER_UNDELIVERABLE); RESOURCE_EXHAUSTED (RESEND_TOO_SOON, NUMBER_SEND_LIMIT,
-   * CLIENT_SEND_LIMIT, SMS_BUDGET_EXHAUSTED); UNAVAILABLE (SMS_UNAVAILABLE, EMAIL_UNAVAILABLE).
+   * The message is "OTP sent to phone number", or "OTP sent to email address" with channel EMAIL.
+   *
+   * Errors: INVALID_ARGUMENT (INVALID_PHONE_NUMBER, COUNTRY_NOT_ALLOWED, INVALID_CHANNEL);
+   * FAILED_PRECONDITION (PHONE_NUMBER_UNDELIVERABLE, EMAIL_UNDELIVERABLE); RESOURCE_EXHAUSTED
+   * (RESEND_TOO_SOON, NUMBER_SEND_LIMIT, CLIENT_SEND_LIMIT, SMS_BUDGET_EXHAUSTED); UNAVAILABLE
+   * (SMS_UNAVAILABLE, EMAIL_UNAVAILABLE).
    */
   requestLoginCode(
     request: RequestLoginCodeRequest,
@@ -3683,8 +3694,9 @@ export interface OtpAuthClient extends Client {
    * address. Needs a privileged session.
    *
    * Errors: INVALID_ARGUMENT (INVALID_EMAIL); UNAUTHENTICATED (SESSION_INVALID,
-   * INVALID_SESSION_TOKEN); FAILED_PRECONDITION (REAUTHENTICATION_REQUIRED); RESOURCE_EXHAUSTED
-   * (RESEND_TOO_SOON, NUMBER_SEND_LIMIT, CLIENT_SEND_LIMIT); UNAVAILABLE (EMAIL_UNAVAILABLE).
+   * INVALID_SESSION_TOKEN); FAILED_PRECONDITION (REAUTHENTICATION_REQUIRED, EMAIL_UNDELIVERABLE);
+   * RESOURCE_EXHAUSTED (RESEND_TOO_SOON, NUMBER_SEND_LIMIT, CLIENT_SEND_LIMIT); UNAVAILABLE
+   * (EMAIL_UNAVAILABLE).
    */
   addEmail(
     request: AddEmailRequest,
