@@ -26,6 +26,7 @@ const RULE_TESTS = [
   'test/sms-budgets-rpc.test.ts',
   'test/countries-and-test-numbers.test.ts',
   'test/messages.test.ts',
+  'test/email-channel.test.ts',
 ]
 
 export default defineConfig({

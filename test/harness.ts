@@ -85,10 +85,18 @@ export class SmsOutbox implements SmsSender {
 export class EmailOutbox implements EmailSender {
   readonly messages: EmailMessage[] = []
   #failures: Error[] = []
+  /** How long each accepted send takes, as a real mail server's answer does (0: at once). */
+  delayMs: number | (() => number) = 0
 
   send(message: EmailMessage): Promise<void> {
     const failure = this.#failures.shift()
     if (failure !== undefined) return Promise.reject(failure)
+    const delay = typeof this.delayMs === 'number' ? this.delayMs : this.delayMs()
+    if (delay > 0) {
+      return sleep(delay).then(() => {
+        this.messages.push(message)
+      })
+    }
     this.messages.push(message)
     return Promise.resolve()
   }
