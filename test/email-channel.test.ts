@@ -226,57 +226,40 @@ describe('Email as a second channel', () => {
       await addEmail(t, bob, ANA)
       expect(mails(t, ANA, 'email_verify')).toHaveLength(2)
     })
-    // DEFECT (reported): the address pattern refuses whitespace and the specials but not the other
-    // control characters, so NUL, BEL, ESC, DEL and C1 controls pass as part of a mailbox. On
-    // SQLite the address is mailed and stored; on PostgreSQL a NUL makes AddEmail INTERNAL (text
-    // cannot hold 0x00). Remove `.fails` once control characters are INVALID_EMAIL.
-    it.fails(
-      'when the address holds a control character, then INVALID_EMAIL on field email and nothing is sent',
-      async () => {
-        const t = await startTestServer()
-        const token = await account(t, PHONES.alice)
-        const controls = ['\u0000', '\u0001', '\u0007', '\u001b', '\u007f', '\u0085', '\u009b']
+    it('when the address holds a control character, then INVALID_EMAIL on field email and nothing is sent', async () => {
+      const t = await startTestServer()
+      const token = await account(t, PHONES.alice)
+      const controls = ['\u0000', '\u0001', '\u0007', '\u001b', '\u007f', '\u0085', '\u009b']
 
-        const answers = []
-        for (const c of controls) {
-          const [r] = await Promise.allSettled([addEmail(t, token, `an${c}a@example.com`)])
-          const err = r.status === 'rejected' ? (r.reason as OtpAuthError) : undefined
-          answers.push(err === undefined ? 'OK' : `${err.reason}:${err.violations[0]?.field}`)
-        }
+      const answers = []
+      for (const c of controls) {
+        const [r] = await Promise.allSettled([addEmail(t, token, `an${c}a@example.com`)])
+        const err = r.status === 'rejected' ? (r.reason as OtpAuthError) : undefined
+        answers.push(err === undefined ? 'OK' : `${err.reason}:${err.violations[0]?.field}`)
+      }
 
-        expect(answers).toEqual(controls.map(() => 'INVALID_EMAIL:email'))
-        expect(t.email.messages).toEqual([])
-      },
-    )
+      expect(answers).toEqual(controls.map(() => 'INVALID_EMAIL:email'))
+      expect(t.email.messages).toEqual([])
+    })
 
-    // DEFECT (reported): the cooldown and hourly cap of an address are keyed by the address as
-    // typed, and only its domain is lower-cased. Mail servers treat the local part without regard
-    // to case, so ana@, Ana@, aNa@… are one mailbox with a cooldown each: one privileged session
-    // can mail it as often as its client cap allows. Remove `.fails` once the limits key the
-    // address case-insensitively.
-    it.fails(
-      'when the same mailbox is asked for with another letter case within the cooldown, then RESEND_TOO_SOON as for the same spelling',
-      async () => {
-        const t = await startTestServer()
-        const token = await account(t, PHONES.alice)
-        await addEmail(t, token, ANA)
-        const same = await failure(addEmail(t, token, ANA))
+    it('when the same mailbox is asked for with another letter case within the cooldown, then RESEND_TOO_SOON as for the same spelling', async () => {
+      const t = await startTestServer()
+      const token = await account(t, PHONES.alice)
+      await addEmail(t, token, ANA)
+      const same = await failure(addEmail(t, token, ANA))
 
-        const otherCase = await Promise.allSettled(
-          ['Ana@example.com', 'ANA@example.com', 'aNa@Example.COM'].map((a) =>
-            addEmail(t, token, a),
-          ),
-        )
+      const otherCase = await Promise.allSettled(
+        ['Ana@example.com', 'ANA@example.com', 'aNa@Example.COM'].map((a) => addEmail(t, token, a)),
+      )
 
-        expect(same.reason).toBe('RESEND_TOO_SOON')
-        for (const r of otherCase) {
-          expect(r.status).toBe('rejected')
-          if (r.status === 'rejected')
-            expect(visible(r.reason as OtpAuthError)).toEqual(visible(same))
-        }
-        expect(t.email.messages).toHaveLength(1)
-      },
-    )
+      expect(same.reason).toBe('RESEND_TOO_SOON')
+      for (const r of otherCase) {
+        expect(r.status).toBe('rejected')
+        if (r.status === 'rejected')
+          expect(visible(r.reason as OtpAuthError)).toEqual(visible(same))
+      }
+      expect(t.email.messages).toHaveLength(1)
+    })
   })
 
   describe('VerifyEmail', () => {
@@ -610,25 +593,18 @@ describe('Email as a second channel', () => {
       await loginWithCode(t, PHONES.alice, byEmail, '198.51.100.65')
     })
 
-    // DEFECT (reported): a right code ends the resend cooldown of its number (README), but a Login
-    // with a code that came by email ends the SMS cooldown (key: the number) and leaves the email
-    // channel's (key: email-login:<number>) running. Remove `.fails` once Login ends the cooldown of
-    // the channel the code went through.
-    it.fails(
-      'when a login code that came by email logs in, then the email channel can send the next code at once, as SMS can after an SMS code',
-      async () => {
-        const t = await startTestServer()
-        await withEmail(t, PHONES.alice, ANA)
-        t.clock.advance(1)
-        await emailLoginCode(t, PHONES.alice)
-        t.clock.advance(5_000)
+    it('when a login code that came by email logs in, then the email channel can send the next code at once, as SMS can after an SMS code', async () => {
+      const t = await startTestServer()
+      await withEmail(t, PHONES.alice, ANA)
+      t.clock.advance(1)
+      await emailLoginCode(t, PHONES.alice)
+      t.clock.advance(5_000)
 
-        await loginWithCode(t, PHONES.alice, t.email.lastCodeFor(ANA, 'login'), '198.51.100.67')
+      await loginWithCode(t, PHONES.alice, t.email.lastCodeFor(ANA, 'login'), '198.51.100.67')
 
-        await emailLoginCode(t, PHONES.alice)
-        expect(mails(t, ANA, 'login')).toHaveLength(2)
-      },
-    )
+      await emailLoginCode(t, PHONES.alice)
+      expect(mails(t, ANA, 'login')).toHaveLength(2)
+    })
   })
 
   describe('Email delivery failures', () => {

@@ -20,7 +20,7 @@ import {
 } from './one-time-code.js'
 import { parseLoginPassword, parseNewPassword, type PasswordHasher } from './password.js'
 import type { PhoneParser } from './phone.js'
-import { parseEmail } from './email-address.js'
+import { mailboxKey, parseEmail } from './email-address.js'
 import type { EmailSender } from './email-sender.js'
 import type { Messages } from './messages.js'
 import { budgetKeys, type BudgetCharge, type SmsBudget } from './sms-budget.js'
@@ -251,7 +251,7 @@ export class AuthService {
   async addEmail(input: { token: string; email: string }, caller: Caller): Promise<CodeSent> {
     const address = parseEmail(input.email)
     const { session } = await this.#privilegedSession(input.token)
-    return this.#reserveSend(`email:${address}`, 'email', caller, (send) =>
+    return this.#reserveSend(`email:${mailboxKey(address)}`, 'email', caller, (send) =>
       send.code({
         purpose: 'email_verify',
         challenge: accountChallenge(session.userId),
@@ -277,8 +277,10 @@ export class AuthService {
       if (set === undefined) throw new AuthError('SESSION_INVALID')
       return { address: answer.target, previous: set.previous }
     })
-    await this.#endCooldown(`email:${address}`)
-    if (previous !== null && previous !== address) await this.#sendEmailNotice(previous)
+    await this.#endCooldown(`email:${mailboxKey(address)}`)
+    if (previous !== null && mailboxKey(previous) !== mailboxKey(address)) {
+      await this.#sendEmailNotice(previous)
+    }
     return address
   }
 
@@ -561,7 +563,9 @@ export class AuthService {
       return found
     })
     const session = await this.#startSession(user, caller)
+    // The login code is one whichever channel carried it: both channels' cooldowns end.
     await this.#endCooldown(phone)
+    await this.#endCooldown(`email-login:${phone}`)
     return session
   }
 

@@ -431,7 +431,10 @@ export function createPostgresAuthStore(
             .where((eb) =>
               eb.or([
                 eb.and([eb('phone', '=', user.phone), eb('purpose', 'in', ['register', 'login'])]),
-                eb.and([eb('phone', '=', user.id), eb('purpose', '=', 'phone_change')]),
+                eb.and([
+                  eb('phone', '=', user.id),
+                  eb('purpose', 'in', ['phone_change', 'email_verify']),
+                ]),
               ]),
             )
             .execute()
