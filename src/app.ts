@@ -15,6 +15,7 @@ import { PhoneParser } from './auth/phone.js'
 import type { EmailSender } from './auth/email-sender.js'
 import { Messages } from './auth/messages.js'
 import { MemorySmsBudget, type SmsBudget } from './auth/sms-budget.js'
+import { MeteredEmailSender } from './metrics/metered-email-sender.js'
 import { MeteredSmsBudget } from './metrics/metered-sms-budget.js'
 import { createPostgresSmsBudget } from './store/postgres-sms-budget.js'
 import { ConsoleEmailSender } from './email/console-email-sender.js'
@@ -109,7 +110,7 @@ export async function startApp(
       'OTPAUTH_TEST_NUMBERS: these numbers get fixed codes and skip the send limits and the SMS provider; keep the list short and its codes secret',
     )
   }
-  const email = overrides.email ?? createEmailSender(config, log)
+  const email = new MeteredEmailSender(overrides.email ?? createEmailSender(config, log), metrics)
   const hasher = new PasswordHasher(config.argon2, config.hashConcurrency)
   await hasher.prepare()
   const store = stores.store

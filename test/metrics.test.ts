@@ -1,6 +1,13 @@
 import { describe, expect, it } from 'vitest'
 import { checkHealth } from '../src/health/check-health.js'
-import { failure, PHONES, startTestServer, type TestServer } from './harness.js'
+import {
+  failure,
+  loginWithPassword,
+  PHONES,
+  signUpVerified,
+  startTestServer,
+  type TestServer,
+} from './harness.js'
 
 async function scrape(t: TestServer): Promise<string> {
   const res = await fetch(`http://127.0.0.1:${t.app.metricsPort}/metrics`)
@@ -92,6 +99,22 @@ describe('Prometheus metrics', () => {
     expect(text).toMatch(/^otpauth_active_lockouts 1$/m)
     expect(text).toMatch(/^otpauth_challenge_cache_entries 1$/m)
     expect(text).toContain('process_cpu_seconds_total')
+  })
+
+  it('when emails are sent or refused, then otpauth_emails_sent_total counts them by purpose and outcome', async () => {
+    const t = await startTestServer({ config: { metricsAddress: '127.0.0.1:0' } })
+    await signUpVerified(t, PHONES.alice, 'metrics password')
+    const { sessionToken } = await loginWithPassword(t, PHONES.alice, 'metrics password', '1.2.3.4')
+
+    await t.client.addEmail({ sessionToken, email: 'ana@example.com' })
+    t.email.failNext(1, 'permanent')
+    await failure(t.client.addEmail({ sessionToken, email: 'bob@example.com' }))
+    const text = await scrape(t)
+
+    const sent = { purpose: 'email_verify', result: 'sent' }
+    expect(value(text, 'otpauth_emails_sent_total', sent)).toBe(1)
+    expect(value(text, 'otpauth_emails_sent_total', { ...sent, result: 'permanent' })).toBe(1)
+    expect(value(text, 'otpauth_email_send_seconds_count', sent)).toBe(1)
   })
 
   it('when the lockout ends, then the active-lockouts gauge drops at the next scrape', async () => {

@@ -40,6 +40,8 @@ export class OtpAuthMetrics implements RpcObserver {
   readonly #codesSent: Counter<'purpose' | 'result' | 'country'>
   readonly #codesVerified: Counter<'purpose' | 'result' | 'country'>
   readonly #budgetRefusals: Counter<'budget' | 'country'>
+  readonly #emailsSent: Counter<'purpose' | 'result'>
+  readonly #emailSeconds: Histogram<'purpose' | 'result'>
   readonly #smsSeconds: Histogram<'purpose' | 'result'>
   readonly #smsFailures: Counter<'purpose'>
   #cacheSize: () => number | undefined = () => 0
@@ -80,6 +82,21 @@ export class OtpAuthMetrics implements RpcObserver {
         'One-time codes checked, by purpose, result (accepted, rejected) and country of the ' +
         'number (none for codes bound to an account: phone and email changes).',
       labelNames: ['purpose', 'result', 'country'],
+      registers,
+    })
+    this.#emailsSent = new Counter({
+      name: 'otpauth_emails_sent_total',
+      help:
+        'Emails handed to the mail server, by purpose and result (sent; permanent, transient or ' +
+        'unknown failure).',
+      labelNames: ['purpose', 'result'],
+      registers,
+    })
+    this.#emailSeconds = new Histogram({
+      name: 'otpauth_email_send_seconds',
+      help: 'Time the email sender took to hand a message over (or fail), in seconds.',
+      labelNames: ['purpose', 'result'],
+      buckets: LATENCY_BUCKETS,
       registers,
     })
     this.#budgetRefusals = new Counter({
@@ -151,6 +168,15 @@ export class OtpAuthMetrics implements RpcObserver {
 
   codeAnswered(purpose: CodePurposeLabel, accepted: boolean, country: string): void {
     this.#codesVerified.inc({ purpose, result: accepted ? 'accepted' : 'rejected', country })
+  }
+
+  emailSent(
+    purpose: string,
+    result: 'sent' | 'permanent' | 'transient' | 'unknown',
+    seconds: number,
+  ): void {
+    this.#emailsSent.inc({ purpose, result })
+    this.#emailSeconds.observe({ purpose, result: result === 'sent' ? 'sent' : 'failed' }, seconds)
   }
 
   budgetRefused(budget: string, country: string): void {
