@@ -17,9 +17,7 @@ import { Messages } from './auth/messages.js'
 import { MemorySmsBudget, type SmsBudget } from './auth/sms-budget.js'
 import { MeteredEmailSender } from './metrics/metered-email-sender.js'
 import { MeteredSmsBudget } from './metrics/metered-sms-budget.js'
-import { createPostgresSmsBudget } from './store/postgres-sms-budget.js'
 import { ConsoleEmailSender } from './email/console-email-sender.js'
-import { SmtpEmailSender } from './email/smtp-email-sender.js'
 import { SendPacer } from './auth/send-pacer.js'
 import { SendThrottle } from './auth/send-throttle.js'
 import type { SmsSender } from './auth/sms-sender.js'
@@ -39,14 +37,11 @@ import { ConsoleSmsSender } from './sms/console-sms-sender.js'
 import { TwilioSmsSender } from './sms/twilio-sms-sender.js'
 import { WebhookSmsSender } from './sms/webhook-sms-sender.js'
 import { openDatabase } from './store/database.js'
+import { redactUrl } from './store/database-url.js'
+import type { OpenPostgres } from './store/postgres.js'
 import { migrate } from './store/migrations.js'
 import { countActiveLockouts } from './store/lockout-count.js'
 import { GroupCommit } from './store/group-commit.js'
-import { createPostgresAuthStore } from './store/postgres-auth-store.js'
-import { createPostgresCodeStore } from './store/postgres-code-store.js'
-import { createPostgresSendLimiter } from './store/postgres-send-limiter.js'
-import { openPostgres, redactUrl, type OpenPostgres } from './store/postgres.js'
-import { checkReplica, renewKeys } from './store/replica-checks.js'
 import { createSqliteAuthStore } from './store/sqlite-auth-store.js'
 import { isUnavailable } from './store/store-errors.js'
 import { sql } from 'kysely'
@@ -110,7 +105,10 @@ export async function startApp(
       'OTPAUTH_TEST_NUMBERS: these numbers get fixed codes and skip the send limits and the SMS provider; keep the list short and its codes secret',
     )
   }
-  const email = new MeteredEmailSender(overrides.email ?? createEmailSender(config, log), metrics)
+  const email = new MeteredEmailSender(
+    overrides.email ?? (await createEmailSender(config, log)),
+    metrics,
+  )
   const hasher = new PasswordHasher(config.argon2, config.hashConcurrency)
   await hasher.prepare()
   const store = stores.store
@@ -336,6 +334,22 @@ async function openSharedStores(
 ): Promise<Stores> {
   const key = config.codeHmacKey
   if (key === undefined) throw new Error('OTPAUTH_CODE_HMAC_KEY is required with PostgreSQL')
+  // Loaded only here: the embedded default starts without the driver (about 40 ms of start-up).
+  const [
+    { openPostgres },
+    { createPostgresAuthStore },
+    { createPostgresCodeStore },
+    { createPostgresSendLimiter },
+    { createPostgresSmsBudget },
+    { checkReplica, renewKeys },
+  ] = await Promise.all([
+    import('./store/postgres.js'),
+    import('./store/postgres-auth-store.js'),
+    import('./store/postgres-code-store.js'),
+    import('./store/postgres-send-limiter.js'),
+    import('./store/postgres-sms-budget.js'),
+    import('./store/replica-checks.js'),
+  ])
   const where = redactUrl(url)
   const identity = {
     keyFingerprint: keyFingerprint(key),
@@ -424,16 +438,19 @@ function scrub(message: string, url: string): string {
   return password === '' ? message : message.split(password).join('***')
 }
 
-function createEmailSender(config: Readonly<Config>, log: Logger): EmailSender {
+async function createEmailSender(config: Readonly<Config>, log: Logger): Promise<EmailSender> {
   switch (config.email.kind) {
     case 'console':
       return new ConsoleEmailSender(log)
-    case 'smtp':
+    case 'smtp': {
+      // Loaded only when configured: nodemailer costs about 45 ms of start-up.
+      const { SmtpEmailSender } = await import('./email/smtp-email-sender.js')
       return new SmtpEmailSender({
         url: config.email.url,
         from: config.email.from,
         timeoutMs: config.email.timeoutMs,
       })
+    }
   }
 }
 

@@ -3,7 +3,7 @@ import { TrustedProxies } from './auth/client-address.js'
 import { DEFAULT_TEMPLATES, type MessagesOptions } from './auth/messages.js'
 import { parsePhone } from './auth/phone.js'
 import type { SynchronousMode } from './store/database.js'
-import { isPostgresUrl, redactUrl } from './store/postgres.js'
+import { isPostgresUrl, redactUrl } from './store/database-url.js'
 
 /** Config is everything start-up needs, validated and frozen. Units are in the names. */
 export interface Config {

@@ -1,7 +1,7 @@
 import { startApp } from './app.js'
 import { ConfigError, loadConfig, type Config } from './config.js'
 import { createLogger } from './log.js'
-import { redactUrl } from './store/postgres.js'
+import { redactUrl } from './store/database-url.js'
 
 async function main(): Promise<void> {
   let config: Readonly<Config>
