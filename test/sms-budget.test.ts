@@ -9,63 +9,34 @@ import { AuthError } from '../src/auth/auth-error.js'
 import {
   budgetKeys,
   MemorySmsBudget,
-  type BudgetCharge,
   type SmsBudget,
   type SmsBudgetKeys,
   type SmsBudgetLimits,
 } from '../src/auth/sms-budget.js'
 import { migrate } from '../src/store/migrations.js'
-import { openPostgres, type OpenPostgres } from '../src/store/postgres.js'
-import {
-  createPostgresSmsBudget,
-  type PostgresSmsBudget,
-} from '../src/store/postgres-sms-budget.js'
+import type { OpenPostgres } from '../src/store/postgres.js'
+import { createPostgresSmsBudget } from '../src/store/postgres-sms-budget.js'
 import { STORE } from './harness.js'
+import {
+  BERLIN,
+  connect,
+  DAY,
+  HOUR,
+  limits,
+  LONDON,
+  LOS_ANGELES,
+  MIDNIGHT,
+  MINUTE,
+  NEW_YORK,
+  refusal,
+  SAN_FRANCISCO,
+  T,
+  usPrefix,
+} from './sms-budget-support.js'
 import { createTestDatabase, type TestDatabase } from './postgres/test-database.js'
-
-const MINUTE = 60_000
-const HOUR = 60 * MINUTE
-const DAY = 24 * HOUR
-const MIDNIGHT = Date.UTC(2026, 2, 10)
-/** 10:15 UTC: 45 minutes left in the hour, 13 h 45 min in the day. */
-const T = MIDNIGHT + 10 * HOUR + 15 * MINUTE
-
-const SAN_FRANCISCO = { country: 'US', prefix: '+141555' }
-const LOS_ANGELES = { country: 'US', prefix: '+121355' }
-const NEW_YORK = { country: 'US', prefix: '+121255' }
-const LONDON = { country: 'GB', prefix: '+442071' }
-const BERLIN = { country: 'DE', prefix: '+49301' }
-
-/** US keys with a prefix of their own for each i. */
-const usPrefix = (i: number): SmsBudgetKeys => ({ country: 'US', prefix: `+1${200 + i}55` })
-
-function limits(overrides: Partial<SmsBudgetLimits>): SmsBudgetLimits {
-  return { globalPerDay: 1000, perCountryPerDay: 1000, perPrefixPerHour: 1000, ...overrides }
-}
-
-/** refusal is the AuthError a charge was refused with; fails the test if it was not refused. */
-async function refusal(charge: Promise<BudgetCharge>): Promise<AuthError> {
-  const outcome = await charge.then(
-    () => undefined,
-    (error: unknown) => error,
-  )
-  expect(outcome, 'the charge should have been refused').toBeInstanceOf(AuthError)
-  return outcome as AuthError
-}
 
 let database: TestDatabase | undefined
 let admin: OpenPostgres | undefined
-
-function connect(url: string, poolMax: number): OpenPostgres {
-  return openPostgres({
-    url,
-    poolMax,
-    connectTimeoutMs: 5_000,
-    statementTimeoutMs: 10_000,
-    applicationName: 'otpauth-sms-budget-test',
-    onIdleError: () => undefined,
-  })
-}
 
 /**
  * budgets makes `replicas` budgets with the given limits that share their counters: on
@@ -320,88 +291,5 @@ describe('budgetKeys', () => {
 
   it('when the string is not a phone number at all, then it shares one catch-all key', () => {
     expect(budgetKeys('not a number', 5)).toEqual({ country: 'unknown', prefix: 'unknown' })
-  })
-})
-
-describe.runIf(STORE === 'sqlite')('MemorySmsBudget bounds', () => {
-  it('when more prefixes than max are charged, then max are tracked, the least recently charged is forgotten, and country and global stay exact', async () => {
-    const b = new MemorySmsBudget({
-      globalPerDay: 6,
-      perCountryPerDay: 5,
-      perPrefixPerHour: 1,
-      max: 2,
-    })
-    await b.charge(usPrefix(1), T)
-    await b.charge(usPrefix(2), T)
-    await refusal(b.charge(usPrefix(1), T)) // tracked: refused, and not refreshed by the refusal
-
-    await b.charge(usPrefix(3), T) // evicts prefix 1, the least recently charged
-
-    expect(b.trackedPrefixes()).toBe(2)
-    await refusal(b.charge(usPrefix(2), T))
-    await refusal(b.charge(usPrefix(3), T))
-    // Documented: a forgotten prefix starts again from zero (it fails open for that prefix).
-    await b.charge(usPrefix(1), T)
-    // The country budget was never forgotten: 4 charged, one more fits, whatever the prefix.
-    await b.charge(usPrefix(4), T)
-    await refusal(b.charge(usPrefix(5), T))
-    await b.charge(LONDON, T)
-    await refusal(b.charge(BERLIN, T)) // global: 6
-    expect(b.trackedPrefixes()).toBe(2)
-  })
-
-  it('when the table is full, then the counters of ended hours go before live ones', async () => {
-    const b = new MemorySmsBudget({ ...limits({ perPrefixPerHour: 1 }), max: 2 })
-    await b.charge(usPrefix(1), T - HOUR)
-    await b.charge(usPrefix(2), T)
-
-    await b.charge(usPrefix(3), T)
-
-    await refusal(b.charge(usPrefix(2), T))
-    await refusal(b.charge(usPrefix(3), T))
-  })
-
-  it('when 100 000 distinct prefixes are charged, then no more than max are held', async () => {
-    const b = new MemorySmsBudget({
-      ...limits({ globalPerDay: 1_000_000, perCountryPerDay: 1_000_000 }),
-      max: 1_000,
-    })
-    for (let i = 0; i < 100_000; i += 1) {
-      await b.charge({ country: 'US', prefix: `+1${i}` }, T + i)
-    }
-    expect(b.trackedPrefixes()).toBe(1_000)
-  })
-
-  it('when a limit is not a whole number of at least 1, then the budget is not made', () => {
-    expect(() => new MemorySmsBudget({ ...limits({ perPrefixPerHour: 0 }), max: 10 })).toThrow(
-      RangeError,
-    )
-  })
-})
-
-describe.runIf(STORE === 'postgres')('PostgreSQL SMS budget', () => {
-  it('when prune runs, then only the counters of ended windows are deleted, and charging goes on', async () => {
-    const b = budget(limits({ perPrefixPerHour: 1 })) as PostgresSmsBudget
-    await b.charge(SAN_FRANCISCO, T)
-    await b.charge(LONDON, T)
-
-    expect(await b.prune(T)).toBe(0)
-    expect(await b.prune(MIDNIGHT + 11 * HOUR)).toBe(2) // the two prefixes' 10:00 windows
-    expect(await b.prune(MIDNIGHT + DAY)).toBe(3) // US, GB and global of the day
-
-    await b.charge(SAN_FRANCISCO, MIDNIGHT + DAY)
-    await refusal(b.charge(SAN_FRANCISCO, MIDNIGHT + DAY))
-  })
-
-  it('when the database is unreachable, then a charge is refused with STORE_UNAVAILABLE and health is told', async () => {
-    const down = connect('postgres://postgres@127.0.0.1:1/otpauth', 1)
-    onTestFinished(() => down.close())
-    const outages: unknown[] = []
-    const b = createPostgresSmsBudget(down.db, limits({}), (cause) => outages.push(cause))
-
-    const error = await refusal(b.charge(SAN_FRANCISCO, T))
-
-    expect(error.reason).toBe('STORE_UNAVAILABLE')
-    expect(outages).toHaveLength(1)
   })
 })
