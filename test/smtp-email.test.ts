@@ -1,5 +1,4 @@
-import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net'
-import { SMTPServer, type SMTPServerOptions } from 'smtp-server'
+import { createServer as createNetServer, type AddressInfo } from 'node:net'
 import { describe, expect, it, onTestFinished } from 'vitest'
 import type { EmailMessage } from '../src/auth/email-sender.js'
 import { SmsSendError } from '../src/auth/sms-sender.js'
@@ -7,20 +6,23 @@ import { ConsoleEmailSender } from '../src/email/console-email-sender.js'
 import { SmtpEmailSender } from '../src/email/smtp-email-sender.js'
 import { createLogger } from '../src/log.js'
 import { LogCapture } from './harness.js'
+import {
+  bodyOf,
+  headerOf,
+  secretForms,
+  SMTP_PASSWORD,
+  SMTP_USER,
+  smtpError,
+  startSmtpServer,
+} from './smtp-support.js'
 
-const USER = 'otpauth@example.com'
-// Every character that needs percent-encoding in a URL, so the test also proves the decoding.
-const PASSWORD = 'pa:ss/w@rd%?# s3cret'
+const USER = SMTP_USER
+const PASSWORD = SMTP_PASSWORD
 const FROM = 'OtpAuth <no-reply@example.com>'
 const CODE = '493817'
 
 /** Every spelling of the password an error could leak. */
-const SECRET_FORMS = [
-  PASSWORD,
-  encodeURIComponent(PASSWORD),
-  Buffer.from(PASSWORD).toString('base64'),
-  Buffer.from(`\u0000${USER}\u0000${PASSWORD}`).toString('base64'),
-]
+const SECRET_FORMS = secretForms(PASSWORD)
 
 function codeMail(to = 'user@example.com'): EmailMessage {
   return {
@@ -31,103 +33,6 @@ function codeMail(to = 'user@example.com'): EmailMessage {
     text: `OtpAuth: your code to add this email address is ${CODE}. It expires in 10 minutes. Do not share it.`,
     html: `<p>OtpAuth: your code to add this email address is <b>${CODE}</b>. It expires in 10 minutes.</p>`,
   }
-}
-
-interface Received {
-  mailFrom: string | undefined
-  rcptTo: string[]
-  raw: string
-}
-
-/**
- * A real SMTP server on loopback: AUTH PLAIN/LOGIN against USER and PASSWORD, no TLS (so the
- * sender, on loopback, needs no test-only option), every accepted message kept. `options`
- * replaces any handler to make the server misbehave.
- */
-async function startSmtpServer(options: Partial<SMTPServerOptions> = {}) {
-  const received: Received[] = []
-  const authMethods: string[] = []
-  const sockets = new Set<Socket>()
-  let connections = 0
-  let closed = 0
-  const server = new SMTPServer({
-    authMethods: ['PLAIN', 'LOGIN'],
-    allowInsecureAuth: true,
-    disabledCommands: ['STARTTLS'],
-    disableReverseLookup: true,
-    logger: false,
-    onConnect(_session, callback) {
-      connections += 1
-      callback()
-    },
-    onClose() {
-      closed += 1
-    },
-    onAuth(auth, _session, callback) {
-      authMethods.push(auth.method)
-      if (auth.username === USER && auth.password === PASSWORD) {
-        callback(null, { user: USER })
-      } else {
-        callback(smtpError(535, '5.7.8 Authentication credentials invalid'))
-      }
-    },
-    onData(stream, session, callback) {
-      const chunks: Buffer[] = []
-      stream.on('data', (chunk: Buffer) => chunks.push(chunk))
-      stream.on('end', () => {
-        const mailFrom = session.envelope.mailFrom
-        received.push({
-          mailFrom: mailFrom === false ? undefined : mailFrom.address,
-          rcptTo: session.envelope.rcptTo.map((a) => a.address),
-          raw: Buffer.concat(chunks).toString('utf8'),
-        })
-        callback(null, 'queued')
-      })
-    },
-    ...options,
-  })
-  // A client that gives up mid-handshake is an 'error' on the server; the tests cause those.
-  server.on('error', () => undefined)
-  if (options.secure !== true) {
-    // Not under TLS: destroying the socket beneath a TLS socket smtp-server is closing kills
-    // the test process (Node 20).
-    server.server.on('connection', (socket: Socket) => {
-      sockets.add(socket)
-      socket.on('close', () => sockets.delete(socket))
-    })
-  }
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const port = (server.server.address() as AddressInfo).port
-  onTestFinished(async () => {
-    for (const socket of sockets) socket.destroy()
-    await new Promise<void>((resolve) => {
-      server.close(resolve)
-    })
-  })
-  return {
-    received,
-    authMethods,
-    port,
-    get connections() {
-      return connections
-    },
-    get closed() {
-      return closed
-    },
-    /** dropClient cuts the connection of the client at `remotePort` without an answer. */
-    dropClient(remotePort: number) {
-      for (const socket of sockets) if (socket.remotePort === remotePort) socket.destroy()
-    },
-    url(scheme = 'smtp', password = PASSWORD) {
-      return new URL(
-        `${scheme}://${encodeURIComponent(USER)}:${encodeURIComponent(password)}@127.0.0.1:${port}`,
-      )
-    },
-  }
-}
-
-function smtpError(responseCode: number, message: string): Error {
-  return Object.assign(new Error(message), { responseCode })
 }
 
 function startSender(url: URL, timeoutMs = 2_000): SmtpEmailSender {
@@ -155,32 +60,6 @@ async function failureOf(sending: Promise<void>): Promise<SmsSendError> {
     for (const secret of SECRET_FORMS) expect(text).not.toContain(secret)
   }
   return error as SmsSendError
-}
-
-/** The raw message's header, unfolded. */
-function headerOf(raw: string, name: string): string | undefined {
-  const head = raw.slice(0, raw.indexOf('\r\n\r\n')).replace(/\r\n[ \t]+/g, ' ')
-  return new RegExp(`^${name}: (.*)$`, 'im').exec(head)?.[1]
-}
-
-/** The decoded body of the multipart/alternative part of the given type. */
-function bodyOf(raw: string, type: 'text/plain' | 'text/html'): string {
-  const boundary = /boundary="?([^";\r\n]+)"?/i.exec(raw)?.[1]
-  if (boundary === undefined) throw new Error('not a multipart message')
-  const part = raw.split(`--${boundary}`).find((p) => p.includes(`Content-Type: ${type}`))
-  if (part === undefined) throw new Error(`no ${type} part`)
-  const split = part.indexOf('\r\n\r\n')
-  const head = part.slice(0, split)
-  const body = part.slice(split + 4)
-  const encoding = /Content-Transfer-Encoding: (\S+)/i.exec(head)?.[1]?.toLowerCase()
-  if (encoding === 'base64') return Buffer.from(body, 'base64').toString('utf8')
-  if (encoding === 'quoted-printable') {
-    return body
-      .replace(/=\r\n/g, '')
-      .replace(/=([0-9A-F]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)))
-      .trim()
-  }
-  return body.trim()
 }
 
 describe('SMTP email sender', () => {

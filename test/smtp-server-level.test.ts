@@ -1,9 +1,8 @@
 import { mkdtempSync, rmSync } from 'node:fs'
-import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net'
+import { createServer as createNetServer, type AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { status } from '@grpc/grpc-js'
-import { SMTPServer } from 'smtp-server'
 import { describe, expect, it, onTestFinished } from 'vitest'
 import { startApp } from '../src/app.js'
 import { Channel, OtpAuthClient } from '../src/client/otpauth-client.js'
@@ -17,81 +16,22 @@ import {
   SmsOutbox,
   testConfig,
 } from './harness.js'
+import {
+  bodyOf,
+  headerOf,
+  secretForms,
+  SMTP_PASSWORD,
+  smtpUrl,
+  startSmtpServer,
+} from './smtp-support.js'
 
 // The whole service with OTPAUTH_EMAIL=smtp: the real SmtpEmailSender (nodemailer pool) against an
 // in-process SMTP server on loopback. SQLite only: the store is not what this is about.
 
-const USER = 'otpauth@example.com'
-// Characters that need percent-encoding in the URL, so a leak of any spelling would show.
-const PASSWORD = 'sm:tp/p@ss%?# w0rd'
+const PASSWORD = SMTP_PASSWORD
 const FROM = 'OtpAuth <no-reply@example.com>'
 const ACCOUNT_PASSWORD = 'smtp level password'
 const ME = '198.51.100.120'
-
-/** Every spelling of an SMTP password the logs could leak. */
-function secretForms(password: string): string[] {
-  return [
-    password,
-    encodeURIComponent(password),
-    Buffer.from(password).toString('base64'),
-    Buffer.from(`\u0000${USER}\u0000${password}`).toString('base64'),
-  ]
-}
-
-interface Received {
-  mailFrom: string | undefined
-  rcptTo: string[]
-  raw: string
-}
-
-/** A real SMTP server on loopback (AUTH PLAIN/LOGIN against USER and PASSWORD, no TLS). */
-async function startSmtpServer() {
-  const received: Received[] = []
-  const sockets = new Set<Socket>()
-  const server = new SMTPServer({
-    authMethods: ['PLAIN', 'LOGIN'],
-    allowInsecureAuth: true,
-    disabledCommands: ['STARTTLS'],
-    disableReverseLookup: true,
-    logger: false,
-    onAuth(auth, _session, callback) {
-      if (auth.username === USER && auth.password === PASSWORD) callback(null, { user: USER })
-      else {
-        const refused = Object.assign(new Error('5.7.8 Authentication credentials invalid'), {
-          responseCode: 535,
-        })
-        callback(refused)
-      }
-    },
-    onData(stream, session, callback) {
-      const chunks: Buffer[] = []
-      stream.on('data', (chunk: Buffer) => chunks.push(chunk))
-      stream.on('end', () => {
-        const mailFrom = session.envelope.mailFrom
-        received.push({
-          mailFrom: mailFrom === false ? undefined : mailFrom.address,
-          rcptTo: session.envelope.rcptTo.map((a) => a.address),
-          raw: Buffer.concat(chunks).toString('utf8'),
-        })
-        callback(null, 'queued')
-      })
-    },
-  })
-  server.on('error', () => undefined)
-  server.server.on('connection', (socket: Socket) => {
-    sockets.add(socket)
-    socket.on('close', () => sockets.delete(socket))
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const port = (server.server.address() as AddressInfo).port
-  onTestFinished(async () => {
-    for (const socket of sockets) socket.destroy()
-    await new Promise<void>((resolve) => {
-      server.close(resolve)
-    })
-  })
-  return { received, port }
-}
 
 /** A loopback port nothing listens on (taken from the OS, then given back). */
 async function closedPort(): Promise<number> {
@@ -104,12 +44,6 @@ async function closedPort(): Promise<number> {
     })
   })
   return port
-}
-
-function smtpUrl(port: number, password = PASSWORD): URL {
-  return new URL(
-    `smtp://${encodeURIComponent(USER)}:${encodeURIComponent(password)}@127.0.0.1:${port}`,
-  )
 }
 
 /** startService runs the service with email over SMTP at `url`, SMS into an outbox. */
@@ -143,32 +77,6 @@ async function startService(url: URL) {
     as,
   )
   return { app, client, clock, sms, logs, token: login.sessionToken }
-}
-
-/** The raw message's header, unfolded. */
-function headerOf(raw: string, name: string): string | undefined {
-  const head = raw.slice(0, raw.indexOf('\r\n\r\n')).replace(/\r\n[ \t]+/g, ' ')
-  return new RegExp(`^${name}: (.*)$`, 'im').exec(head)?.[1]
-}
-
-/** The decoded body of the multipart/alternative part of the given type. */
-function bodyOf(raw: string, type: 'text/plain' | 'text/html'): string {
-  const boundary = /boundary="?([^";\r\n]+)"?/i.exec(raw)?.[1]
-  if (boundary === undefined) throw new Error('not a multipart message')
-  const part = raw.split(`--${boundary}`).find((p) => p.includes(`Content-Type: ${type}`))
-  if (part === undefined) throw new Error(`no ${type} part`)
-  const split = part.indexOf('\r\n\r\n')
-  const head = part.slice(0, split)
-  const body = part.slice(split + 4)
-  const encoding = /Content-Transfer-Encoding: (\S+)/i.exec(head)?.[1]?.toLowerCase()
-  if (encoding === 'base64') return Buffer.from(body, 'base64').toString('utf8')
-  if (encoding === 'quoted-printable') {
-    return body
-      .replace(/=\r\n/g, '')
-      .replace(/=([0-9A-F]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)))
-      .trim()
-  }
-  return body.trim()
 }
 
 describe('Email codes over SMTP, through the whole service', () => {
