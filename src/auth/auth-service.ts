@@ -460,13 +460,13 @@ export class AuthService {
   }
 
   /**
-   * #endCooldown lets the next code for the number go at once, after its code was answered. A
+   * #endCooldown lets the next code to these send keys go at once, after a code was answered. A
    * convenience: if the store fails here the answer still stands (the code is used up), the
    * cooldown just runs its course.
    */
-  async #endCooldown(phone: string): Promise<void> {
+  async #endCooldown(...keys: string[]): Promise<void> {
     try {
-      await this.#d.throttle.endCooldown(phone, this.#d.clock.now())
+      await this.#d.throttle.endCooldown(keys, this.#d.clock.now())
     } catch (err) {
       this.#d.log.warn({ err }, 'the resend cooldown could not be ended')
     }
@@ -564,8 +564,7 @@ export class AuthService {
     })
     const session = await this.#startSession(user, caller)
     // The login code is one whichever channel carried it: both channels' cooldowns end.
-    await this.#endCooldown(phone)
-    await this.#endCooldown(`email-login:${phone}`)
+    await this.#endCooldown(phone, `email-login:${phone}`)
     return session
   }
 

@@ -249,11 +249,11 @@ export interface SendLimits {
 export interface SendLimiter {
   reserve(phone: string, clientKey: string, now: number): Promise<SendReservation>
   /**
-   * endCooldown ends the number's resend cooldown: a code sent to it was answered correctly, so
-   * the next code may go at once (and starts a cooldown of its own). The hourly cap still counts
-   * every send.
+   * endCooldown ends the resend cooldown of each send key (a number, or an email key), in one
+   * step: a code sent there was answered correctly, so the next code may go at once (and starts a
+   * cooldown of its own). The hourly cap still counts every send.
    */
-  endCooldown(phone: string, now: number): Promise<void>
+  endCooldown(keys: readonly string[], now: number): Promise<void>
   /**
    * markDelivery records a failed real send to the number, for every path to answer alike until
    * the mark ends. A mark ends by itself: a send can only succeed once no mark is live.

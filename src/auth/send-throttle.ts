@@ -48,9 +48,11 @@ export class SendThrottle implements SendLimiter {
     }
   }
 
-  endCooldown(phone: string, now: number): Promise<void> {
-    const stored = this.#numbers.get(phone)
-    if (stored !== undefined) stored.cooldownEndedAt = Math.max(stored.cooldownEndedAt, now)
+  endCooldown(keys: readonly string[], now: number): Promise<void> {
+    for (const key of keys) {
+      const stored = this.#numbers.get(key)
+      if (stored !== undefined) stored.cooldownEndedAt = Math.max(stored.cooldownEndedAt, now)
+    }
     return Promise.resolve()
   }
 

@@ -135,12 +135,12 @@ export function createPostgresSendLimiter(
           .execute()
       }),
 
-    endCooldown: (phone, now) =>
+    endCooldown: (keys, now) =>
       run(async () => {
         await db
           .updateTable('number_sends')
           .set({ cooldown_ended_at: sql`greatest(cooldown_ended_at, ${now}::bigint)` })
-          .where('phone', '=', phone)
+          .where('phone', 'in', keys)
           .execute()
       }),
 
