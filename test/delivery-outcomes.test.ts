@@ -22,6 +22,7 @@ import {
   startTestServer,
   visible,
   type TestServer,
+  timePairs,
 } from './harness.js'
 
 const SECOND = 1_000
@@ -365,21 +366,11 @@ describe('Delivery outcomes on every path for a number', () => {
     await signUpVerified(t, PHONES.alice)
     t.sms.delayMs = providerLatency(seeded(20_260_110), 40, 0.25)
 
-    const timed = async (phone: string): Promise<number> => {
-      const started = performance.now()
-      await t.client.requestLoginCode({ phoneNumber: phone }, t.as(ME))
-      return performance.now() - started
-    }
-    const verified: number[] = []
-    const unknown: number[] = []
-    for (let i = 0; i < warmUp + pairs; i += 1) {
-      // Alternate, and which goes first alternates too: neither side always follows the other.
-      const order = i % 2 === 0 ? [PHONES.alice, PHONES.bob] : [PHONES.bob, PHONES.alice]
-      for (const phone of order) {
-        const ms = await timed(phone)
-        if (i >= warmUp) (phone === PHONES.alice ? verified : unknown).push(ms)
-      }
-    }
+    const [verified, unknown] = await timePairs(
+      [[PHONES.alice], [PHONES.bob]],
+      (phone) => t.client.requestLoginCode({ phoneNumber: phone }, t.as(ME)),
+      { pairs, warmUp },
+    )
 
     expect(t.sms.sentTo(PHONES.alice).filter((m) => m.purpose === 'login')).toHaveLength(
       warmUp + pairs,

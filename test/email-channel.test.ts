@@ -23,6 +23,7 @@ import {
   visible,
   wrong,
   type TestServer,
+  timePairs,
 } from './harness.js'
 
 const PASSWORD = 'email channel password'
@@ -876,23 +877,11 @@ describe('Email as a second channel', () => {
     for (const phone of without) await account(t, phone)
     t.email.delayMs = providerLatency(seeded(20_260_110), 60, 0.4)
 
-    const timed = async (phone: string): Promise<number> => {
-      const started = performance.now()
-      await emailLoginCode(t, phone)
-      return performance.now() - started
-    }
-    const sent: number[] = []
-    const paced: number[] = []
-    for (let i = 0; i < warmUp + pairs; i += 1) {
-      const a = withAddress[i % 2] as string
-      const b = without[i % 2] as string
-      // Alternate, and which goes first alternates too.
-      const order = Math.floor(i / 2) % 2 === 0 ? [a, b] : [b, a]
-      for (const phone of order) {
-        const ms = await timed(phone)
-        if (i >= warmUp) (phone === a ? sent : paced).push(ms)
-      }
-    }
+    const [sent, paced] = await timePairs(
+      [withAddress, without],
+      (phone) => emailLoginCode(t, phone),
+      { pairs, warmUp },
+    )
 
     expect(t.email.messages.filter((m) => m.purpose === 'login')).toHaveLength(warmUp + pairs)
     const d = ksDistance(sent, paced)

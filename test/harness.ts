@@ -377,6 +377,30 @@ export function loginWithCode(
   )
 }
 
+/**
+ * timePairs times `call` once for each side per round, after `warmUp` untimed rounds: sides take
+ * turns, and which goes first alternates too, so neither side always follows the other. Each side
+ * cycles through its numbers. Returns each side's latencies in ms.
+ */
+export async function timePairs(
+  sides: readonly [readonly string[], readonly string[]],
+  call: (phone: string) => Promise<unknown>,
+  { pairs, warmUp }: { pairs: number; warmUp: number },
+): Promise<[number[], number[]]> {
+  const times: [number[], number[]] = [[], []]
+  for (let i = 0; i < warmUp + pairs; i += 1) {
+    const order = Math.floor(i / 2) % 2 === 0 ? [0, 1] : [1, 0]
+    for (const side of order) {
+      const numbers = sides[side] ?? []
+      const phone = numbers[i % numbers.length] ?? ''
+      const started = performance.now()
+      await call(phone)
+      if (i >= warmUp) times[side]?.push(performance.now() - started)
+    }
+  }
+  return times
+}
+
 /** wrong returns a code that is well formed but not the one sent. */
 export function wrong(code: string): string {
   return ((Number(code) + 1) % 1_000_000).toString().padStart(6, '0')

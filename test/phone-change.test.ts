@@ -17,6 +17,7 @@ import {
   visible,
   wrong,
   type TestServer,
+  timePairs,
 } from './harness.js'
 
 const PASSWORD = 'phone change password'
@@ -273,23 +274,11 @@ describe('Phone number change', () => {
     const freeNumbers = [PHONES.carol, PHONES.dave]
     for (const phone of takenNumbers) await signUpVerified(t, phone, 'other password')
 
-    const timed = async (phone: string): Promise<number> => {
-      const started = performance.now()
-      await requestChange(t, token, phone)
-      return performance.now() - started
-    }
-    const taken: number[] = []
-    const free: number[] = []
-    for (let i = 0; i < warmUp + pairs; i += 1) {
-      const takenPhone = takenNumbers[i % 2] as string
-      const freePhone = freeNumbers[i % 2] as string
-      // Alternate, and which goes first alternates too: neither side always follows the other.
-      const order = Math.floor(i / 2) % 2 === 0 ? [takenPhone, freePhone] : [freePhone, takenPhone]
-      for (const phone of order) {
-        const ms = await timed(phone)
-        if (i >= warmUp) (phone === takenPhone ? taken : free).push(ms)
-      }
-    }
+    const [taken, free] = await timePairs(
+      [takenNumbers, freeNumbers],
+      (phone) => requestChange(t, token, phone),
+      { pairs, warmUp },
+    )
 
     for (const phone of takenNumbers) {
       expect(t.sms.sentTo(phone).filter((m) => m.purpose === 'phone_change')).toEqual([])
