@@ -7,7 +7,7 @@ import type {
   User,
 } from '../auth/auth-store.js'
 import type { Database } from './database.js'
-import { SESSION_COLUMNS, toSessionRecord } from './session-rows.js'
+import { ANY_LOGIN, SESSION_COLUMNS, toSessionRecord } from './session-rows.js'
 import { guarded } from './store-errors.js'
 
 const USER_COLUMNS = ['id', 'phone', 'password_hash', 'verified_at', 'email'] as const
@@ -400,14 +400,8 @@ export function createPostgresAuthStore(
     setEmail: (tokenHash, now, email) =>
       run(() =>
         db.transaction().execute(async (trx) => {
-          const user = await trx
-            .selectFrom('sessions')
-            .innerJoin('users', 'users.id', 'sessions.user_id')
-            .select(['users.id', 'users.email'])
-            .where('sessions.token_hash', '=', tokenHash)
-            .where('sessions.expires_at', '>', now)
-            .forUpdate()
-            .executeTakeFirst()
+          // Any live session: every login time is after ANY_LOGIN.
+          const user = await provenUser(trx, { tokenHash, now, authenticatedSince: ANY_LOGIN })
           if (user === undefined) return undefined
           await trx
             .updateTable('users')

@@ -12,6 +12,9 @@ export const SESSION_COLUMNS = [
   'sessions.client_key',
 ] as const
 
+/** A SessionProof cut-off every login passes: times are epoch ms, never negative. */
+export const ANY_LOGIN = -1
+
 interface SessionRow {
   id: string
   user_id: string

@@ -11,7 +11,7 @@ import type {
 import type { Database } from './database.js'
 import type { GroupCommit } from './group-commit.js'
 import { param, prepare, type PreparedQuery } from './prepared-query.js'
-import { SESSION_COLUMNS, toSessionRecord } from './session-rows.js'
+import { ANY_LOGIN, SESSION_COLUMNS, toSessionRecord } from './session-rows.js'
 
 interface UserRow {
   id: string
@@ -278,14 +278,6 @@ export function createSqliteAuthStore(
         .where('id', '=', param('userId')),
     ),
     deleteUser: p(db.deleteFrom('users').where('id', '=', param('userId'))),
-    liveSessionUser: p(
-      db
-        .selectFrom('sessions')
-        .innerJoin('users', 'users.id', 'sessions.user_id')
-        .select(['users.id', 'users.email'])
-        .where('sessions.token_hash', '=', param('tokenHash'))
-        .where('sessions.expires_at', '>', param('now')),
-    ),
     setEmail: p(
       db
         .updateTable('users')
@@ -381,7 +373,8 @@ export function createSqliteAuthStore(
 
   const setEmail = sqlite.transaction(
     (tokenHash: Buffer, now: number, email: string): { previous: string | null } | undefined => {
-      const user = q.liveSessionUser.get({ tokenHash, now })
+      // Any live session: every login time is after ANY_LOGIN.
+      const user = proven({ tokenHash, now, authenticatedSince: ANY_LOGIN })
       if (user === undefined) return undefined
       q.setEmail.run({ userId: user.id, email, now })
       return { previous: user.email }
