@@ -1,5 +1,6 @@
 # syntax=docker/dockerfile:1
-# Build stage: compilers for better-sqlite3 (it builds SQLite from source), dev dependencies, tsc.
+# Build stage: compilers for better-sqlite3 (it builds SQLite from source), dev dependencies, tsc
+# and the esbuild bundle.
 FROM node:20-bookworm-slim AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 make g++ \
@@ -10,10 +11,12 @@ RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY gen ./gen
 COPY src ./src
+COPY scripts ./scripts
 RUN npm run build \
  && npm prune --omit=dev --no-audit --no-fund
 
-# Runtime stage: production dependencies and compiled JavaScript only, no compilers, non-root.
+# Runtime stage: production dependencies and the bundle only, no compilers, non-root. The bundle
+# still loads native addons, pg, nodemailer and two packages' .proto files from node_modules.
 FROM node:20-bookworm-slim
 ENV NODE_ENV=production \
     OTPAUTH_ADDRESS=0.0.0.0:50051 \
@@ -21,7 +24,7 @@ ENV NODE_ENV=production \
 WORKDIR /app
 COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/node_modules ./node_modules
-COPY --from=build /app/dist ./dist
+COPY --from=build /app/dist/bundle ./dist/bundle
 RUN mkdir -p /data && chown node:node /data
 USER node
 VOLUME ["/data"]
@@ -31,6 +34,6 @@ VOLUME ["/data"]
 EXPOSE 50051 8080 9464
 # grpc.health.v1 Check on this container's own gRPC port (from OTPAUTH_ADDRESS); exit 0 = SERVING.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
-  CMD ["node", "dist/src/health-probe.js"]
+  CMD ["node", "dist/bundle/health-probe.mjs"]
 # node directly, not npm: npm does not pass SIGTERM on, and the service drains calls on SIGTERM.
-CMD ["node", "dist/src/main.js"]
+CMD ["node", "dist/bundle/otpauth.mjs"]
