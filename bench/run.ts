@@ -13,7 +13,7 @@ import {
   statSync,
   writeFileSync,
 } from 'node:fs'
-import { createServer as createNetServer, type AddressInfo } from 'node:net'
+import { connect as connectTcp, createServer as createNetServer, type AddressInfo } from 'node:net'
 import { availableParallelism, cpus, loadavg, setPriority, tmpdir, totalmem } from 'node:os'
 import { dirname, join, relative } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -26,6 +26,14 @@ import { CLUSTER_SETTINGS, findBinDir, startCluster, type BenchCluster } from '.
 import { startSmsSink, type SmsSink } from './sms-sink.js'
 import { median, round, summarise, type Latency } from './stats.js'
 import { lineChart } from './svg.js'
+import {
+  h2loadMarkdown,
+  h2loadSection,
+  h2loadTargets,
+  h2loadVersion,
+  type H2loadDeps,
+  type H2loadResult,
+} from './h2load.js'
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -54,6 +62,8 @@ interface Options {
   client: 'raw' | 'node-http2'
   stores: Store[]
   outDir: string
+  h2loadMs: number
+  h2loadRounds: number
 }
 
 type Store = 'sqlite' | 'postgres'
@@ -65,7 +75,8 @@ const HELP = `npm run bench -- [options]
   --concurrency <n>     calls in flight for the scenario table (default 32)
   --workers <n>         load worker threads (default 2)
   --flood <s>           Register flood length for the RSS check (default 60; quick 3)
-  --only <a,b>          sections: table, curve, hash, flood, cold, argon2
+  --only <a,b>          sections: table, curve, hash, flood, cold, argon2, h2load, instructions
+                        (default: all but instructions; h2load is skipped when not installed)
   --scenarios <a,b>     table rows: validate, register, verify, register-verify, request-code,
                         login-code, request-login, login-password, mixed
   --client <raw|node-http2>  load client: the bench's own HTTP/2 framing (default) or node:http2
@@ -75,6 +86,10 @@ const HELP = `npm run bench -- [options]
                         sections always run on SQLite
   --nice-hash-threads   renice the server's libuv pool threads (where argon2 runs) to 19
   --cpu-prof            profile the real server in each measured window (bench/results/tmp/)
+  --h2load-duration <s> h2load section: measured seconds per round, after --warmup (default 5;
+                        quick 1); h2load (Debian nghttp2-client), 1 connection x 32 streams on
+                        the load core, real and ceiling in alternating rounds: about 2 minutes
+  --h2load-rounds <n>   h2load section: rounds per server and RPC (default 3)
   --out <dir>           where results go (default bench/results, quick bench/results/tmp)`
 
 const here = dirname(fileURLToPath(import.meta.url))
@@ -127,6 +142,8 @@ function parseOptions(argv: readonly string[]): Options {
     client: value('--client') === 'node-http2' ? 'node-http2' : 'raw',
     stores: store === 'both' ? ['sqlite', 'postgres'] : [store as Store],
     outDir: value('--out') ?? join(root, 'bench', 'results', quick ? 'tmp' : ''),
+    h2loadMs: num('--h2load-duration', quick ? 1 : 5) * 1000,
+    h2loadRounds: num('--h2load-rounds', 3),
   }
 }
 
@@ -1252,7 +1269,24 @@ interface ColdStart {
   medianMs: number
 }
 
-/** coldStarts times `node dist/src/main.js` (embedded default, new database) until SERVING. */
+/** What `npm start` and the image run, relative to the project root. */
+const COLD_START_ENTRY = ['dist', 'bundle', 'otpauth.mjs']
+
+/** accepts tells whether something listens on the loopback port (a TCP connect, closed at once). */
+function accepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connectTcp(port, '127.0.0.1')
+    socket.once('connect', () => {
+      socket.destroy()
+      resolve(true)
+    })
+    socket.once('error', () => {
+      resolve(false)
+    })
+  })
+}
+
+/** coldStarts times COLD_START_ENTRY (embedded default, new database) until SERVING. */
 async function coldStarts(): Promise<ColdStart> {
   const runs: number[] = []
   const request = encodeHealthCheck('otpauth.v1.OtpAuth')
@@ -1266,7 +1300,7 @@ async function coldStarts(): Promise<ColdStart> {
     const logFile = join(tmp, `cold-${i}.log`)
     const out = openSync(logFile, 'a')
     const started = now()
-    const args = [join(root, 'dist', 'src', 'main.js')]
+    const args = [join(root, ...COLD_START_ENTRY)]
     const child = PIN
       ? spawn('taskset', ['-c', ALL_CPUS, process.execPath, ...args], {
           env,
@@ -1276,6 +1310,11 @@ async function coldStarts(): Promise<ColdStart> {
     closeSync(out)
     let elapsed = Number.NaN
     while (now() - started < 10_000 && child.exitCode === null) {
+      // An HTTP/2 session every 2 ms would take CPU the starting child needs on a small machine.
+      if (!(await accepts(port))) {
+        await sleep(2)
+        continue
+      }
       const connection = new GrpcConnection(`http://127.0.0.1:${port}`)
       const result = await connection.call('/grpc.health.v1.Health/Check', request, undefined, true)
       connection.close()
@@ -1337,6 +1376,7 @@ interface Report {
   serverStartupMs: number
   /** The PostgreSQL table run (--store postgres or both), undefined when it did not run. */
   postgres: PostgresRun | undefined
+  h2load: H2loadResult | undefined
   targets: { target: string; value: string; met: boolean | undefined }[]
 }
 
@@ -1399,6 +1439,7 @@ function targets(report: Report): Report['targets'] {
         `${report.flood.rssMidMB} → ${report.flood.rssEndMB} MB over ${report.flood.seconds} s)`,
       met: report.flood.lastThirdGrowthPercent < 10,
     })
+  if (report.h2load !== undefined) out.push(...h2loadTargets(report.h2load))
   if (report.coldStart !== undefined)
     out.push({
       target: 'cold start to SERVING < 500 ms',
@@ -1455,6 +1496,7 @@ function markdown(report: Report): string {
     lines.push('')
   }
   if (report.postgres !== undefined) lines.push(...storesSection(report, report.postgres))
+  if (report.h2load !== undefined) lines.push(...h2loadMarkdown(report.h2load))
   if (report.curve.length > 0) {
     lines.push(
       '## ValidateSession latency against concurrency',
@@ -1520,7 +1562,7 @@ function markdown(report: Report): string {
     lines.push(
       '## Cold start',
       '',
-      `\`node dist/src/main.js\` on the embedded default with a new database, spawn to a SERVING ` +
+      `\`node ${COLD_START_ENTRY.join('/')}\` on the embedded default with a new database, spawn to a SERVING ` +
         `health answer: median ${report.coldStart.medianMs} ms (${report.coldStart.runsMs.join(', ')}).`,
       '',
     )
@@ -1659,6 +1701,7 @@ async function main(): Promise<void> {
     coldStart: undefined,
     serverStartupMs: 0,
     postgres: undefined,
+    h2load: undefined,
     targets: [],
   }
   // Ctrl-C or a kill: exit through process.exit, so the 'exit' handlers remove the cluster.
@@ -1688,6 +1731,11 @@ async function main(): Promise<void> {
     if (wants('argon2') || wants('hash')) report.argon2 = await argonRates()
     if (wants('hash')) report.hashCurve = await hashCurve()
     if (wants('flood')) report.flood = await flood()
+    if (options.only?.has('h2load') === true || (wants('h2load') && h2loadVersion() !== undefined)) {
+      report.h2load = await h2loadSection(h2loadDeps())
+    } else if (wants('h2load')) {
+      log('h2load section skipped: h2load is not installed (Debian nghttp2-client)')
+    }
     if (wants('cold')) report.coldStart = await coldStarts()
   } finally {
     await sink.close()
@@ -1712,6 +1760,60 @@ async function main(): Promise<void> {
   )
   if (report.postgres?.error !== undefined) {
     throw new Error(`the PostgreSQL run failed: ${report.postgres.error.split('\n')[0] ?? ''}`)
+  }
+}
+
+/** What the h2load section needs from the bench: its servers, setup phases and /proc readings. */
+function h2loadDeps(): H2loadDeps<NodeProcess> {
+  const passwordUsers = async (server: NodeProcess, count: number): Promise<number[]> =>
+    (
+      await setup({
+        target: server,
+        ceiling: false,
+        scenario: 'register-verify',
+        concurrency: Math.min(count, 8),
+        freshCount: count,
+        registerPassword: true,
+      })
+    ).produced
+  return {
+    warmupSeconds: options.warmupMs / 1000,
+    durationSeconds: options.h2loadMs / 1000,
+    rounds: options.h2loadRounds,
+    startReal: (name, extraEnv) => startReal(name, extraEnv),
+    startCeiling: () =>
+      NodeProcess.start('ceiling-server.js', {
+        cpus: SERVER_CPUS,
+        logFile: join(tmp, 'h2load-ceiling.log'),
+      }),
+    makeTokens: async (server, count) => {
+      const users = (
+        await setup({
+          target: server,
+          ceiling: false,
+          scenario: 'register-verify',
+          concurrency: Math.min(count, 8),
+          freshCount: count,
+        })
+      ).produced
+      return (
+        await setup({
+          target: server,
+          ceiling: false,
+          scenario: 'request-login',
+          concurrency: Math.min(count, 8),
+          pool: users,
+          keepTokens: count,
+        })
+      ).tokens
+    },
+    makePasswordUsers: passwordUsers,
+    password: PASSWORD,
+    cpuSeconds,
+    freePort,
+    loadCpus: PIN ? '1' : undefined,
+    tmp,
+    log,
   }
 }
 
