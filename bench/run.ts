@@ -1731,7 +1731,10 @@ async function main(): Promise<void> {
     if (wants('argon2') || wants('hash')) report.argon2 = await argonRates()
     if (wants('hash')) report.hashCurve = await hashCurve()
     if (wants('flood')) report.flood = await flood()
-    if (options.only?.has('h2load') === true || (wants('h2load') && h2loadVersion() !== undefined)) {
+    if (
+      options.only?.has('h2load') === true ||
+      (wants('h2load') && h2loadVersion() !== undefined)
+    ) {
       report.h2load = await h2loadSection(h2loadDeps())
     } else if (wants('h2load')) {
       log('h2load section skipped: h2load is not installed (Debian nghttp2-client)')
@@ -1765,17 +1768,6 @@ async function main(): Promise<void> {
 
 /** What the h2load section needs from the bench: its servers, setup phases and /proc readings. */
 function h2loadDeps(): H2loadDeps<NodeProcess> {
-  const passwordUsers = async (server: NodeProcess, count: number): Promise<number[]> =>
-    (
-      await setup({
-        target: server,
-        ceiling: false,
-        scenario: 'register-verify',
-        concurrency: Math.min(count, 8),
-        freshCount: count,
-        registerPassword: true,
-      })
-    ).produced
   return {
     warmupSeconds: options.warmupMs / 1000,
     durationSeconds: options.h2loadMs / 1000,
@@ -1807,8 +1799,6 @@ function h2loadDeps(): H2loadDeps<NodeProcess> {
         })
       ).tokens
     },
-    makePasswordUsers: passwordUsers,
-    password: PASSWORD,
     cpuSeconds,
     freePort,
     loadCpus: PIN ? '1' : undefined,
