@@ -3,6 +3,13 @@ import { OtpAuthService } from '../../gen/otpauth/v1/otpauth.js'
 import type { RpcObserver } from '../rpc/rpc-observer.js'
 
 const SERVICE = 'otpauth.v1.OtpAuth'
+
+/** One method's series, resolved once (see OtpAuthMetrics.#rpc). */
+interface RpcSeries {
+  started: { inc(): void }
+  handling: { observe(value: number): void }
+  handled: Map<string, { inc(): void }>
+}
 // Every method of the service, from the generated definition, so a new RPC is counted from zero.
 const METHODS = Object.values(OtpAuthService).map((m) => m.path.slice(m.path.lastIndexOf('/') + 1))
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
@@ -31,6 +38,8 @@ export class OtpAuthMetrics implements RpcObserver {
   readonly #emailSeconds: Histogram<'purpose' | 'result'>
   readonly #smsSeconds: Histogram<'purpose' | 'result'>
   readonly #smsFailures: Counter<'purpose'>
+  // Keyed by the closed sets of method and status names: bounded.
+  readonly #series = new Map<string, RpcSeries>()
   #cacheSize: () => number | undefined = () => 0
 
   constructor(sources: MetricsSources) {
@@ -133,13 +142,35 @@ export class OtpAuthMetrics implements RpcObserver {
   }
 
   started(method: string): void {
-    this.#started.inc({ grpc_type: 'unary', grpc_service: SERVICE, grpc_method: method })
+    this.#rpc(method).started.inc()
   }
 
   finished(method: string, status: string, seconds: number): void {
-    const labels = { grpc_type: 'unary', grpc_service: SERVICE, grpc_method: method }
-    this.#handled.inc({ ...labels, grpc_code: status })
-    this.#handling.observe(labels, seconds)
+    const rpc = this.#rpc(method)
+    let handled = rpc.handled.get(status)
+    if (handled === undefined) {
+      handled = this.#handled.labels('unary', SERVICE, method, status)
+      rpc.handled.set(status, handled)
+    }
+    handled.inc()
+    rpc.handling.observe(seconds)
+  }
+
+  /**
+   * #rpc is one method's label children, made once: `inc(labels)` would validate and hash the
+   * label object on every call (a few µs of a call that costs ~50 µs in all).
+   */
+  #rpc(method: string): RpcSeries {
+    let series = this.#series.get(method)
+    if (series === undefined) {
+      series = {
+        started: this.#started.labels('unary', SERVICE, method),
+        handling: this.#handling.labels('unary', SERVICE, method),
+        handled: new Map(),
+      }
+      this.#series.set(method, series)
+    }
+    return series
   }
 
   smsSent(
