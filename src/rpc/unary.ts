@@ -37,6 +37,9 @@ export function unary<Req, Res>(
   handler: UnaryHandler<Req, Res>,
   options: UnaryOptions,
 ): handleUnaryCall<Req, Res> {
+  // The OK line holds only the fields below, never request data, so it skips the redaction pass
+  // (half of a log line's cost, ~3 µs a call); failure lines carry an error and keep it.
+  const accessLog = options.log.child({}, { redact: [] })
   return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
     const started = performance.now()
     const client =
@@ -51,7 +54,7 @@ export function unary<Req, Res>(
         ms: round(elapsed),
         client,
       }
-      if (cause === undefined) options.log.info(line, 'rpc')
+      if (cause === undefined) accessLog.info(line, 'rpc')
       else options.log.error({ ...line, err: cause }, 'rpc failed')
     }
     const settled = options.settled ?? NOTHING_PENDING
