@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto'
+import { hash } from 'node:crypto'
 import { AuthError, invalidField } from './auth-error.js'
 
 /** RandomBytes fills a buffer from a CSPRNG (crypto.randomBytes in production). */
@@ -17,7 +17,7 @@ export function newSessionToken(randomBytes: RandomBytes): string {
  * a token cannot be guessed from its hash, and a leaked table holds no usable tokens.
  */
 export function hashSessionToken(token: string): Buffer {
-  return createHash('sha256').update(token).digest()
+  return hash('sha256', token, 'buffer')
 }
 
 /**
