@@ -93,7 +93,11 @@ export async function startApp(
 
   // Always collected (a few counter increments per call); served only on OTPAUTH_METRICS_ADDRESS.
   const metrics = new OtpAuthMetrics({ activeLockouts: () => stores.activeLockouts() })
-  const phones = new PhoneParser(config.defaultRegion, config.cacheMax)
+  const phones = new PhoneParser(
+    config.defaultRegion,
+    config.cacheMax,
+    config.smsBudgets.prefixDigits,
+  )
   const regionOf = (phone: string): string => phones.region(phone)
   const sms = new MeteredSmsSender(overrides.sms ?? createSmsSender(config, log), metrics, regionOf)
   if (config.testNumbers.size > 0) {
@@ -139,7 +143,6 @@ export async function startApp(
       privilegedSessionMs: config.privilegedSessionSeconds * 1000,
       allowedCountries: config.smsAllowedCountries,
       testNumbers: config.testNumbers,
-      budgetPrefixDigits: config.smsBudgets.prefixDigits,
     },
     log,
   })

@@ -1,3 +1,4 @@
+import { budgetKeys } from '../src/auth/sms-budget.js'
 import { describe, expect, it } from 'vitest'
 import { AuthError } from '../src/auth/auth-error.js'
 import { parsePhone, PhoneParser } from '../src/auth/phone.js'
@@ -60,7 +61,7 @@ describe('parsePhone', () => {
 
 describe('PhoneParser', () => {
   it('when a number is parsed again, then the memo gives the same E.164 and refusals stay refusals', () => {
-    const phones = new PhoneParser('US', 2)
+    const phones = new PhoneParser('US', 2, 3)
 
     expect(phones.parse('(415) 555-2671')).toBe('+14155552671')
     expect(phones.parse('(415) 555-2671')).toBe('+14155552671')
@@ -68,5 +69,20 @@ describe('PhoneParser', () => {
     expect(phones.parse('+4915112345678')).toBe('+4915112345678')
     expect(() => phones.parse('+1000')).toThrow(AuthError)
     expect(() => phones.parse('+1000')).toThrow(AuthError)
+  })
+
+  it('when a number is parsed, then its budget keys and region are those of a fresh parse', () => {
+    const phones = new PhoneParser('US', 4, 3)
+
+    const e164 = phones.parse('(415) 555-2671')
+
+    expect(phones.budgetKeys(e164)).toEqual(budgetKeys(e164, 3))
+    expect(phones.region(e164)).toBe('US')
+    expect(phones.region('+442071838750')).toBe('GB')
+    expect(phones.budgetKeys('+442071838750')).toEqual({ country: 'GB', prefix: '+44207' })
+    // Non-geographic numbers have no region, and count against their calling code's budget.
+    expect(phones.region('+80012345678')).toBe('001')
+    expect(phones.budgetKeys('+80012345678')).toEqual(budgetKeys('+80012345678', 3))
+    expect(phones.region('not a number')).toBe('001')
   })
 })

@@ -23,7 +23,7 @@ import type { PhoneParser } from './phone.js'
 import { mailboxKey, parseEmail } from './email-address.js'
 import type { EmailSender } from './email-sender.js'
 import type { Messages } from './messages.js'
-import { budgetKeys, type BudgetCharge, type SmsBudget } from './sms-budget.js'
+import type { BudgetCharge, SmsBudget } from './sms-budget.js'
 import type { SendPacer } from './send-pacer.js'
 import {
   hashSessionToken,
@@ -48,8 +48,6 @@ export interface AuthPolicy {
   allowedCountries: ReadonlySet<string> | undefined
   /** Numbers that never reach a provider and always get their fixed code (E.164 → code). */
   testNumbers: ReadonlyMap<string, string>
-  /** Digits of the national number that, with the country code, name a prefix budget. */
-  budgetPrefixDigits: number
 }
 
 // How long every path for a number answers SMS_UNAVAILABLE after the provider refused it for now
@@ -667,8 +665,7 @@ export class AuthService {
     try {
       // Charged on the no-send paths too, like the send limits: budgets reveal nothing either.
       if (channel === 'sms') {
-        const keys = budgetKeys(key, this.#d.policy.budgetPrefixDigits)
-        charge = await this.#d.budget.charge(keys, clock.now())
+        charge = await this.#d.budget.charge(this.#phones.budgetKeys(key), clock.now())
       }
       const mark = reservation.delivery
       if (mark.state === 'undeliverable') throw new AuthError(UNDELIVERABLE[channel])
