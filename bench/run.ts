@@ -34,6 +34,12 @@ import {
   type H2loadDeps,
   type H2loadResult,
 } from './h2load.js'
+import {
+  instructionsMarkdown,
+  instructionsSection,
+  type InstructionsDeps,
+  type InstructionsResult,
+} from './instructions.js'
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -64,6 +70,9 @@ interface Options {
   outDir: string
   h2loadMs: number
   h2loadRounds: number
+  instrCalls: number
+  instrWarmup: number
+  instrSettle: number
 }
 
 type Store = 'sqlite' | 'postgres'
@@ -90,6 +99,10 @@ const HELP = `npm run bench -- [options]
                         quick 1); h2load (Debian nghttp2-client), 1 connection x 32 streams on
                         the load core, real and ceiling in alternating rounds: about 2 minutes
   --h2load-rounds <n>   h2load section: rounds per server and RPC (default 3)
+  --instr-calls <n>     instructions section (valgrind callgrind, only with --only instructions:
+                        about N min): calls counted per round (default 2000; quick 300)
+  --instr-warmup <n>    instructions section: calls before instrumentation (default 2000; quick 300)
+  --instr-settle <n>    instructions section: instrumented calls not counted (default 3000; quick 300)
   --out <dir>           where results go (default bench/results, quick bench/results/tmp)`
 
 const here = dirname(fileURLToPath(import.meta.url))
@@ -144,6 +157,9 @@ function parseOptions(argv: readonly string[]): Options {
     outDir: value('--out') ?? join(root, 'bench', 'results', quick ? 'tmp' : ''),
     h2loadMs: num('--h2load-duration', quick ? 1 : 5) * 1000,
     h2loadRounds: num('--h2load-rounds', 3),
+    instrCalls: num('--instr-calls', quick ? 300 : 2000),
+    instrWarmup: num('--instr-warmup', quick ? 300 : 2000),
+    instrSettle: num('--instr-settle', quick ? 300 : 3000),
   }
 }
 
@@ -1377,6 +1393,7 @@ interface Report {
   /** The PostgreSQL table run (--store postgres or both), undefined when it did not run. */
   postgres: PostgresRun | undefined
   h2load: H2loadResult | undefined
+  instructions: InstructionsResult | undefined
   targets: { target: string; value: string; met: boolean | undefined }[]
 }
 
@@ -1497,6 +1514,7 @@ function markdown(report: Report): string {
   }
   if (report.postgres !== undefined) lines.push(...storesSection(report, report.postgres))
   if (report.h2load !== undefined) lines.push(...h2loadMarkdown(report.h2load))
+  if (report.instructions !== undefined) lines.push(...instructionsMarkdown(report.instructions))
   if (report.curve.length > 0) {
     lines.push(
       '## ValidateSession latency against concurrency',
@@ -1702,6 +1720,7 @@ async function main(): Promise<void> {
     serverStartupMs: 0,
     postgres: undefined,
     h2load: undefined,
+    instructions: undefined,
     targets: [],
   }
   // Ctrl-C or a kill: exit through process.exit, so the 'exit' handlers remove the cluster.
@@ -1738,6 +1757,10 @@ async function main(): Promise<void> {
       report.h2load = await h2loadSection(h2loadDeps())
     } else if (wants('h2load')) {
       log('h2load section skipped: h2load is not installed (Debian nghttp2-client)')
+    }
+    // Minutes under valgrind: only when named.
+    if (options.only?.has('instructions') === true) {
+      report.instructions = await instructionsSection(instructionsDeps())
     }
     if (wants('cold')) report.coldStart = await coldStarts()
   } finally {
@@ -1803,6 +1826,26 @@ function h2loadDeps(): H2loadDeps<NodeProcess> {
     freePort,
     loadCpus: PIN ? '1' : undefined,
     tmp,
+    log,
+  }
+}
+
+/** What the instructions section needs from the bench: the servers' scripts and environments. */
+function instructionsDeps(): InstructionsDeps {
+  return {
+    calls: options.instrCalls,
+    warmupCalls: options.instrWarmup,
+    settleCalls: options.instrSettle,
+    concurrency: options.concurrency,
+    connections: options.connections,
+    realEnv: (extra) => realServerEnv(extra),
+    ceilingEnv: process.env,
+    realScript: join(here, 'server-entry.js'),
+    ceilingScript: join(here, 'ceiling-server.js'),
+    serverCpus: PIN ? SERVER_CPUS : undefined,
+    codes,
+    tmp,
+    dumpDir: join(root, 'bench', 'results', 'tmp', 'callgrind'),
     log,
   }
 }
