@@ -123,6 +123,11 @@ export interface MemorySmsBudgetOptions extends SmsBudgetLimits {
   max: number
 }
 
+// More than every country key there can be (libphonenumber's 245 regions, 'CC' with any of its
+// 206 calling codes, 'unknown'), so the country budget stays exact; the LRU preallocates its
+// slots, and `max` of them would cost about 3 MB at the default for keys that never come.
+const COUNTRIES_MAX = 1_000
+
 /** A count within one window; moved on in place, so a release can tell its window is over. */
 interface Counter {
   start: number
@@ -134,12 +139,13 @@ interface Counter {
  * process memory, checked and charged in one synchronous step, so no two charges interleave.
  *
  * Memory is bounded: prefixes (chosen by whoever asks for codes) and countries are each kept in
- * an LRU of `max` entries. A counter of an ended window is worth nothing and is always the least
- * recently used, so it goes first. Only when more than `max` prefixes are charged within one hour
- * is a live one dropped: the least recently charged prefix then starts again from zero for the
- * rest of its hour (it fails open for that prefix), while the global and country budgets stay
- * exact, so spend still never exceeds them. Distinct prefixes per hour can never exceed the
- * global daily budget, so with `max` >= globalPerDay the prefix budget is exact as well.
+ * an LRU of `max` entries (countries: at most 1 000, more than there are). A counter of an ended
+ * window is worth nothing and is always the least recently used, so it goes first. Only when
+ * more than `max` prefixes are charged within one hour is a live one dropped: the least recently
+ * charged prefix then starts again from zero for the rest of its hour (it fails open for that
+ * prefix), while the global and country budgets stay exact, so spend still never exceeds them.
+ * Distinct prefixes per hour can never exceed the global daily budget, so with `max` >=
+ * globalPerDay the prefix budget is exact as well.
  */
 export class MemorySmsBudget implements SmsBudget {
   readonly #limits: SmsBudgetLimits
@@ -154,7 +160,7 @@ export class MemorySmsBudget implements SmsBudget {
       perCountryPerDay: options.perCountryPerDay,
       perPrefixPerHour: options.perPrefixPerHour,
     }
-    this.#countries = new LRUCache({ max: options.max })
+    this.#countries = new LRUCache({ max: Math.min(options.max, COUNTRIES_MAX) })
     this.#prefixes = new LRUCache({ max: options.max })
   }
 
