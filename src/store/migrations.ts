@@ -171,9 +171,130 @@ const migrations: Record<string, Migration> = {
       if (isPostgres(db)) await db.schema.alterTable('codes').addColumn('target', 'text').execute()
     },
   },
+  '0007_round_trip_functions': {
+    async up(db: AnyDb) {
+      if (!isPostgres(db)) return
+      for (const statement of ROUND_TRIP_FUNCTIONS) await statement.execute(db)
+    },
+  },
 }
 
 // Any constant, as long as it is the same for every replica: pg_advisory_lock's key.
+// Steps that took a transaction of several statements (a round trip each) become one function
+// call, one round trip. Each function body is the transaction it replaces: in READ COMMITTED
+// every statement in a PL/pgSQL function reads a fresh snapshot, so a count read after a row
+// lock sees every try committed before it, exactly as in the transaction. Additions only: the
+// previous release, which does not call them, runs beside them during a rolling update.
+const ROUND_TRIP_FUNCTIONS = [
+  // A try on a code: lock the client's row (every replica's tries for that client queue here),
+  // refuse while locked out (returns the lock's end) or at the threshold of counted tries
+  // (returns 0), else count this try as a failure until it succeeds (returns -1).
+  sql`create or replace function otpauth_begin_try(
+    p_client_key text, p_phone text, p_now bigint, p_since bigint, p_threshold integer
+  ) returns bigint language plpgsql as $$
+  declare
+    v_locked_until bigint;
+    v_tries bigint;
+  begin
+    insert into lockouts (client_key, locked_until) values (p_client_key, 0)
+      on conflict (client_key) do update set locked_until = lockouts.locked_until
+      returning locked_until into v_locked_until;
+    if v_locked_until > p_now then return v_locked_until; end if;
+    select coalesce(sum(failures), 0) into v_tries from client_failures
+      where client_key = p_client_key and last_failure_at >= p_since;
+    if v_tries >= p_threshold then return 0; end if;
+    insert into client_failures (client_key, phone, failures, last_failure_at)
+      values (p_client_key, p_phone, 1, p_now)
+      on conflict (client_key, phone) do update set
+        failures = case when client_failures.last_failure_at >= p_since
+          then client_failures.failures + 1 else 1 end,
+        last_failure_at = excluded.last_failure_at;
+    return -1;
+  end $$`,
+  // A failed try: under the client's row lock, lock the client out until p_until (returned) once
+  // its counted failures reach the threshold, and start its count again; else return null.
+  sql`create or replace function otpauth_fail_try(
+    p_client_key text, p_since bigint, p_threshold integer, p_until bigint
+  ) returns bigint language plpgsql as $$
+  declare
+    v_tries bigint;
+  begin
+    insert into lockouts (client_key, locked_until) values (p_client_key, 0)
+      on conflict (client_key) do update set locked_until = lockouts.locked_until;
+    select coalesce(sum(failures), 0) into v_tries from client_failures
+      where client_key = p_client_key and last_failure_at >= p_since;
+    if v_tries < p_threshold then return null; end if;
+    update lockouts set locked_until = p_until where client_key = p_client_key;
+    delete from client_failures where client_key = p_client_key;
+    return p_until;
+  end $$`,
+  // One SMS charged to every budget (prefix, country, global: always in that order, so charges
+  // never deadlock) or to none: each upsert locks its row and counts only below its limit; if
+  // one refuses, the others are taken back while their rows are still locked, so no other
+  // charge ever sees the increment. Returns the 1-based positions that refused (empty: charged).
+  sql`create or replace function otpauth_charge_sms_budgets(
+    p_scopes text[], p_windows bigint[], p_limits integer[]
+  ) returns integer[] language plpgsql as $$
+  declare
+    v_refused integer[] := '{}';
+    v_count integer;
+  begin
+    for i in 1 .. cardinality(p_scopes) loop
+      insert into sms_budgets (scope, window_start, count) values (p_scopes[i], p_windows[i], 1)
+        on conflict (scope, window_start) do update set count = sms_budgets.count + 1
+        where sms_budgets.count < p_limits[i]
+        returning count into v_count;
+      if not found then v_refused := v_refused || i; end if;
+    end loop;
+    if cardinality(v_refused) > 0 then
+      for i in 1 .. cardinality(p_scopes) loop
+        if not (i = any (v_refused)) then
+          update sms_budgets set count = count - 1
+            where scope = p_scopes[i] and window_start = p_windows[i];
+        end if;
+      end loop;
+    end if;
+    return v_refused;
+  end $$`,
+  // A send reserved against the number's rules (cooldown, hourly cap: the send is appended only
+  // if both hold) and then the client's token bucket; if the bucket is empty the number's send
+  // is taken back. Returns 'number' or 'client' for the rule that refused, else null with the
+  // number's delivery marks.
+  sql`create or replace function otpauth_reserve_send(
+    p_phone text, p_client_key text, p_now bigint, p_cooldown_ms bigint,
+    p_per_number integer, p_per_client double precision, p_rate_per_ms double precision,
+    out refused text, out failing_until bigint, out undeliverable_until bigint
+  ) language plpgsql as $$
+  declare
+    v_tokens double precision;
+  begin
+    insert into number_sends as n (phone, sends) values (p_phone, array[p_now])
+      on conflict (phone) do update set
+        sends = array(select t from unnest(n.sends) t where t > p_now - 3600000 order by t)
+          || p_now,
+        -- The marker exempted the last send; this send is the last now, with its own cooldown.
+        cooldown_ended_at = 0
+      where coalesce((select max(t) from unnest(n.sends) t), 0)
+          <= greatest(p_now - p_cooldown_ms, n.cooldown_ended_at)
+        and cardinality(array(select t from unnest(n.sends) t where t > p_now - 3600000))
+          < p_per_number
+      returning n.failing_until, n.undeliverable_until
+      into failing_until, undeliverable_until;
+    if not found then refused := 'number'; return; end if;
+    insert into client_sends as c (client_key, tokens, updated_at)
+      values (p_client_key, p_per_client - 1, p_now)
+      on conflict (client_key) do update set
+        tokens = least(p_per_client, c.tokens + greatest(0, p_now - c.updated_at) * p_rate_per_ms) - 1,
+        updated_at = greatest(c.updated_at, p_now)
+      where least(p_per_client, c.tokens + greatest(0, p_now - c.updated_at) * p_rate_per_ms) >= 1
+      returning c.tokens into v_tokens;
+    if not found then
+      update number_sends set sends = array_remove(sends, p_now) where phone = p_phone;
+      refused := 'client';
+    end if;
+  end $$`,
+]
+
 const MIGRATION_LOCK = 7_135_513_441
 
 /**

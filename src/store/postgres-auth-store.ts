@@ -29,10 +29,11 @@ function toUser(row: {
 }
 
 /**
- * PostgresAuthStore is the AuthStore shared by many replicas. Each method is one statement, or
- * one transaction whose first statement locks the client's lockout row, so that tries counted by
- * different replicas serialise on it (read committed is enough: every decision is taken under
- * that lock, never on a read made before it).
+ * PostgresAuthStore is the AuthStore shared by many replicas. Each method is one statement, one
+ * transaction, or one call of a function (migration 0007) that does a transaction's work in one
+ * round trip. Tries lock the client's lockout row first, so that tries counted by different
+ * replicas serialise on it (read committed is enough: every decision is taken under that lock,
+ * never on a read made before it).
  */
 export function createPostgresAuthStore(
   db: Kysely<Database>,
@@ -47,57 +48,6 @@ export function createPostgresAuthStore(
       .where('phone', '=', phone)
       .executeTakeFirst()
     return row === undefined ? undefined : toUser(row)
-  }
-
-  /** lockClientRow takes the client's row lock (creating the row) and returns its lock's end. */
-  const lockClientRow = async (trx: Transaction<Database>, clientKey: string): Promise<number> => {
-    const row = await trx
-      .insertInto('lockouts')
-      .values({ client_key: clientKey, locked_until: 0 })
-      .onConflict((oc) =>
-        oc
-          .column('client_key')
-          .doUpdateSet((eb) => ({ locked_until: eb.ref('lockouts.locked_until') })),
-      )
-      .returning('locked_until')
-      .executeTakeFirstOrThrow()
-    return row.locked_until
-  }
-  const countTries = async (
-    trx: Transaction<Database>,
-    clientKey: string,
-    since: number,
-  ): Promise<number> => {
-    const row = await trx
-      .selectFrom('client_failures')
-      .select((eb) => eb.fn.coalesce(eb.fn.sum<number>('failures'), eb.lit(0)).as('n'))
-      .where('client_key', '=', clientKey)
-      .where('last_failure_at', '>=', since)
-      .executeTakeFirstOrThrow()
-    return row.n
-  }
-  const addTry = async (
-    trx: Transaction<Database>,
-    clientKey: string,
-    phone: string,
-    now: number,
-    since: number,
-  ): Promise<void> => {
-    await trx
-      .insertInto('client_failures')
-      .values({ client_key: clientKey, phone, failures: 1, last_failure_at: now })
-      .onConflict((oc) =>
-        oc.columns(['client_key', 'phone']).doUpdateSet((eb) => ({
-          failures: eb
-            .case()
-            .when('client_failures.last_failure_at', '>=', since)
-            .then(eb('client_failures.failures', '+', 1))
-            .else(1)
-            .end(),
-          last_failure_at: eb.ref('excluded.last_failure_at'),
-        })),
-      )
-      .execute()
   }
 
   /** addNumberFailure counts a failure against the number, only below `limit` when one is given. */
@@ -230,37 +180,28 @@ export function createPostgresAuthStore(
         return row === undefined ? mustExist(await findUser(phone)) : toUser(row)
       }),
 
+    // One round trip each: otpauth_begin_try / otpauth_fail_try (migration 0007) are the
+    // transactions they replace, run on the server under the client's row lock.
     beginTry: (clientKey, phone, now, { threshold, windowMs }: LockoutLimits) =>
-      run(() =>
-        db.transaction().execute(async (trx) => {
-          const lockedUntil = await lockClientRow(trx, clientKey)
-          if (lockedUntil > now) return { admitted: false as const, lockedUntil }
-          const since = now - windowMs
-          if ((await countTries(trx, clientKey, since)) >= threshold) {
-            return { admitted: false as const, lockedUntil: undefined }
-          }
-          // The try is a failure on record until it succeeds: a replica that dies mid-try leaves
-          // it counted (fail closed) until the window forgets it.
-          await addTry(trx, clientKey, phone, now, since)
-          return { admitted: true as const }
-        }),
-      ),
+      run(async () => {
+        const { rows } = await sql<{ result: number }>`select otpauth_begin_try(
+          ${clientKey}, ${phone}, ${now}::bigint, ${now - windowMs}::bigint, ${threshold}::integer
+        ) as result`.execute(db)
+        const result = rows[0]?.result ?? 0 // no answer: refuse (fail closed)
+        if (result < 0) return { admitted: true as const }
+        // The try is a failure on record until it succeeds: a replica that dies mid-try leaves
+        // it counted (fail closed) until the window forgets it.
+        return { admitted: false as const, lockedUntil: result > 0 ? result : undefined }
+      }),
 
     failTry: (clientKey, _phone, now, { threshold, windowMs }) =>
-      run(() =>
-        db.transaction().execute(async (trx) => {
-          await lockClientRow(trx, clientKey)
-          if ((await countTries(trx, clientKey, now - windowMs)) < threshold) return undefined
-          const until = now + windowMs
-          await trx
-            .updateTable('lockouts')
-            .set({ locked_until: until })
-            .where('client_key', '=', clientKey)
-            .execute()
-          await trx.deleteFrom('client_failures').where('client_key', '=', clientKey).execute()
-          return until
-        }),
-      ),
+      run(async () => {
+        const { rows } = await sql<{ until: number | null }>`select otpauth_fail_try(
+          ${clientKey}, ${now - windowMs}::bigint, ${threshold}::integer, ${now + windowMs}::bigint
+        ) as until`.execute(db)
+        const until = rows[0]?.until
+        return until ?? undefined
+      }),
 
     succeedTry: (clientKey, phone) =>
       run(async () => {

@@ -1,11 +1,6 @@
 import { sql, type Kysely } from 'kysely'
 import { AuthError } from '../auth/auth-error.js'
-import type {
-  NumberDelivery,
-  SendLimiter,
-  SendLimits,
-  SendReservation,
-} from '../auth/auth-store.js'
+import type { SendLimiter, SendLimits, SendReservation } from '../auth/auth-store.js'
 import {
   clientRefusal,
   HOUR_MS,
@@ -16,13 +11,21 @@ import {
 import type { Database } from './database.js'
 import { guarded } from './store-errors.js'
 
+/** What otpauth_reserve_send answers: the refusing rule, or the number's delivery marks. */
+interface ReserveRow {
+  refused: 'number' | 'client' | null
+  failing_until: number | null
+  undeliverable_until: number | null
+}
+
 /**
- * PostgresSendLimiter applies the send limits across replicas. The per-number rule (cooldown and
- * hourly cap) is one upsert that appends the send only if both hold; the client bucket is another
- * that takes a token only if one is there. Each is atomic on its row, so 60 concurrent sends for
- * one number let exactly one through. The number is reserved first; if the client's bucket then
- * refuses, the number's send is taken back (a brief over-refusal at worst, never an extra send).
- * Refusals read the row once more to say how long to wait.
+ * PostgresSendLimiter applies the send limits across replicas, in one round trip per send: a call
+ * of otpauth_reserve_send (migration 0007). The per-number rule (cooldown and hourly cap) is one
+ * upsert that appends the send only if both hold; the client bucket is another that takes a
+ * token only if one is there. Each is atomic on its row, so 60 concurrent sends for one number
+ * let exactly one through. The number is reserved first; if the client's bucket then refuses,
+ * the number's send is taken back in the same statement, while its row is still locked, so no
+ * other send sees it. Refusals read the row once more to say how long to wait.
  */
 export function createPostgresSendLimiter(
   db: Kysely<Database>,
@@ -45,53 +48,6 @@ export function createPostgresSendLimiter(
       .set({ tokens: sql`least(${limits.perClientPerHour}::float8, tokens + 1)` })
       .where('client_key', '=', clientKey)
       .execute()
-  }
-
-  /** reserveNumber appends the send if the number's rules allow it; returns its delivery mark. */
-  const reserveNumber = async (phone: string, now: number): Promise<NumberDelivery | undefined> => {
-    const hourAgo = now - HOUR_MS
-    const recent = sql`array(select t from unnest(number_sends.sends) t where t > ${hourAgo}::bigint order by t)`
-    const row = await db
-      .insertInto('number_sends')
-      .values({ phone, sends: sql`array[${now}::bigint]` })
-      .onConflict((oc) =>
-        oc
-          .column('phone')
-          // The marker exempted the last send; this send is the last now, with its own cooldown.
-          .doUpdateSet({ sends: sql`${recent} || ${now}::bigint`, cooldown_ended_at: 0 })
-          .where(
-            sql<boolean>`coalesce((select max(t) from unnest(number_sends.sends) t), 0) <= greatest(${now - limits.cooldownMs}::bigint, number_sends.cooldown_ended_at)`,
-          )
-          .where(sql<boolean>`cardinality(${recent}) < ${limits.perNumberPerHour}`),
-      )
-      .returning(['failing_until', 'undeliverable_until'])
-      .executeTakeFirst()
-    if (row === undefined) return undefined
-    return liveDelivery(
-      row.undeliverable_until > now
-        ? { state: 'undeliverable', until: row.undeliverable_until }
-        : { state: 'failing', until: row.failing_until },
-      now,
-    )
-  }
-
-  const reserveClient = async (clientKey: string, now: number): Promise<boolean> => {
-    const refilled = sql`least(${limits.perClientPerHour}::float8, client_sends.tokens + greatest(0, ${now}::bigint - client_sends.updated_at) * ${ratePerMs}::float8)`
-    const row = await db
-      .insertInto('client_sends')
-      .values({ client_key: clientKey, tokens: limits.perClientPerHour - 1, updated_at: now })
-      .onConflict((oc) =>
-        oc
-          .column('client_key')
-          .doUpdateSet({
-            tokens: sql`${refilled} - 1`,
-            updated_at: sql`greatest(client_sends.updated_at, ${now}::bigint)`,
-          })
-          .where(sql<boolean>`${refilled} >= 1`),
-      )
-      .returning('tokens')
-      .executeTakeFirst()
-    return row !== undefined
   }
 
   const numberRefusalNow = async (phone: string, now: number): Promise<Error> => {
@@ -146,12 +102,24 @@ export function createPostgresSendLimiter(
 
     reserve: (phone, clientKey, now) =>
       run(async (): Promise<SendReservation> => {
-        const delivery = await reserveNumber(phone, now)
-        if (delivery === undefined) throw await numberRefusalNow(phone, now)
-        if (!(await reserveClient(clientKey, now))) {
-          await takeBack(phone, now)
-          throw await clientRefusalNow(clientKey, now)
-        }
+        // One round trip: otpauth_reserve_send (migration 0007) is the two upserts and the
+        // take-back described above, in that order.
+        const { rows } = await sql<ReserveRow>`select * from otpauth_reserve_send(
+          ${phone}, ${clientKey}, ${now}::bigint, ${limits.cooldownMs}::bigint,
+          ${limits.perNumberPerHour}::integer, ${limits.perClientPerHour}::float8,
+          ${ratePerMs}::float8
+        )`.execute(db)
+        const row = rows[0]
+        if (row === undefined || row.refused === 'number') throw await numberRefusalNow(phone, now)
+        if (row.refused === 'client') throw await clientRefusalNow(clientKey, now)
+        const failingUntil = row.failing_until ?? 0
+        const undeliverableUntil = row.undeliverable_until ?? 0
+        const delivery = liveDelivery(
+          undeliverableUntil > now
+            ? { state: 'undeliverable', until: undeliverableUntil }
+            : { state: 'failing', until: failingUntil },
+          now,
+        )
         let released = false
         return {
           resendAvailableAt: now + limits.cooldownMs,

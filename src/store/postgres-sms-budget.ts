@@ -35,19 +35,19 @@ export interface PostgresSmsBudget extends SmsBudget {
  * createPostgresSmsBudget keeps the SMS budgets in the sms_budgets table, one row per budget and
  * window, shared by every replica.
  *
- * Why a charge is atomic: it is one READ COMMITTED transaction of three upserts, each
- * `INSERT … ON CONFLICT DO UPDATE SET count = count + 1 WHERE count < limit`. PostgreSQL runs an
- * upsert on the latest committed version of the row and locks that row whether or not its WHERE
- * holds (a concurrent first insert of the same key waits for the other transaction, then takes
- * the update path), and the lock is held until the transaction ends. So while a charge holds a
- * row, no other charge can read or change that row's count; the next one sees it only as this
- * one committed or rolled it back. If any of the three upserts returns no row, its budget is
- * full and the transaction rolls back, so the other two increments never become visible: all
- * three are charged or none, and no count ever passes its limit. Rows are always locked in the
- * same order (prefix, country, global: budgetWindows), so charges cannot deadlock; the global
- * row, which every charge takes, is locked last and held for one statement and the commit.
- * Lock waits past the pool's lock_timeout and outages become STORE_UNAVAILABLE: the SMS is not
- * sent (fail closed).
+ * Why a charge is atomic: it is one call of otpauth_charge_sms_budgets (migration 0007), which
+ * runs three upserts, each `INSERT … ON CONFLICT DO UPDATE SET count = count + 1 WHERE count <
+ * limit`, in READ COMMITTED (the pool pins it). PostgreSQL runs an upsert on the latest committed
+ * version of the row and locks that row whether or not its WHERE holds (a concurrent first
+ * insert of the same key waits for the other statement, then takes the update path), and the
+ * lock is held until the statement commits. So while a charge holds a row, no other charge can
+ * read or change that row's count. If any of the three upserts returns no row, its budget is
+ * full and the function takes the other increments back while it still holds their rows, so
+ * they never become visible: all three are charged or none, and no count ever passes its limit.
+ * Rows are always locked in the same order (prefix, country, global: budgetWindows), so charges
+ * cannot deadlock; the global row, which every charge takes, is locked last and held the
+ * shortest. Lock waits past the pool's lock_timeout and outages become STORE_UNAVAILABLE: the
+ * SMS is not sent (fail closed).
  *
  * Windows are computed from the caller's `now`, like the send limits: replicas whose clocks
  * differ move a window's edge by that much, never its size.
@@ -83,26 +83,16 @@ export function createPostgresSmsBudget(
     charge: (keys, now) =>
       run(async (): Promise<BudgetCharge> => {
         const windows = budgetWindows(keys, now, limits)
-        await transaction().execute(async (trx) => {
-          const refused: BudgetWindow[] = []
-          // All three run, even after a refusal, so the error names the latest window to wait for.
-          for (const w of windows) {
-            const row = await trx
-              .insertInto('sms_budgets')
-              .values({ scope: w.scope, window_start: w.start, count: 1 })
-              .onConflict((oc) =>
-                oc
-                  .columns(['scope', 'window_start'])
-                  .doUpdateSet({ count: sql`sms_budgets.count + 1` })
-                  .where('sms_budgets.count', '<', w.limit),
-              )
-              .returning('count')
-              .executeTakeFirst()
-            if (row === undefined) refused.push(w)
-          }
-          // Thrown inside the transaction: Kysely rolls it back, then rethrows this.
-          if (refused.length > 0) throw budgetRefusal(refused, now)
-        })
+        // One round trip: otpauth_charge_sms_budgets (migration 0007) runs the three upserts
+        // below in the same order and, if one refuses, takes the others back before its rows
+        // are unlocked.
+        const { rows } = await sql<{ refused: number[] }>`select otpauth_charge_sms_budgets(
+          ${windows.map((w) => w.scope)}::text[],
+          ${windows.map((w) => w.start)}::bigint[],
+          ${windows.map((w) => w.limit)}::integer[]
+        ) as refused`.execute(budgets)
+        const refused = windows.filter((_w, i) => rows[0]?.refused.includes(i + 1))
+        if (refused.length > 0) throw budgetRefusal(refused, now)
         let released = false
         return {
           release: () => {

@@ -53,6 +53,9 @@ export function openPostgres(options: PostgresOptions): OpenPostgres {
     // The client gives up a little after the server would have, if the server is unreachable.
     query_timeout: options.statementTimeoutMs + 1_000,
     application_name: options.applicationName,
+    // Every atomicity argument in the stores (row lock, then a fresh read) assumes READ
+    // COMMITTED, PostgreSQL's default; pinned in case the server's default is stricter.
+    options: '-c default_transaction_isolation=read\\ committed',
     keepAlive: true,
     types,
   })
