@@ -63,7 +63,9 @@ export function createServer(deps: ServerDeps): OtpAuthGrpcServer {
     verifyOtp: unary('VerifyOtp', h.verifyOtp, adapt),
     requestLoginCode: unary('RequestLoginCode', h.requestLoginCode, adapt),
     login: unary('Login', h.login, adapt),
-    validateSession: unary('ValidateSession', h.validateSession, adapt),
+    // Every request of every backend may ask: its OK lines would swamp the log, so they are
+    // debug (the metrics count them); its refusals stay info, to show token probing.
+    validateSession: unary('ValidateSession', h.validateSession, { ...adapt, okLevel: 'debug' }),
     logout: unary('Logout', h.logout, adapt),
     changePassword: unary('ChangePassword', h.changePassword, adapt),
     listSessions: unary('ListSessions', h.listSessions, adapt),

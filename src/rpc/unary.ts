@@ -22,6 +22,8 @@ export interface UnaryOptions {
   observer?: RpcObserver | undefined
   /** Resolves once the writes made so far are durable (group commit); answers wait for it. */
   settled?: (() => Promise<void>) | undefined
+  /** The level of the OK line (default info); failures always log at info or error. */
+  okLevel?: 'info' | 'debug'
 }
 
 const NOTHING_PENDING = (): Promise<void> => Promise.resolve()
@@ -29,7 +31,8 @@ const NOTHING_PENDING = (): Promise<void> => Promise.resolve()
 /**
  * unary adapts an async handler to grpc-js: the only code that calls a grpc-js callback. A handler
  * that throws or rejects becomes a mapped status (never an unhandled rejection), and every call
- * ends in exactly one log line: method, status, duration and client address. Requests are never
+ * ends in exactly one log line (at options.okLevel when OK): method, status, duration and client
+ * address. Requests are never
  * logged, so codes, passwords and tokens cannot reach the log.
  */
 export function unary<Req, Res>(
@@ -40,6 +43,7 @@ export function unary<Req, Res>(
   // The OK line holds only the fields below, never request data, so it skips the redaction pass
   // (half of a log line's cost, ~3 µs a call); failure lines carry an error and keep it.
   const accessLog = options.log.child({}, { redact: [] })
+  const quietOk = options.okLevel === 'debug'
   return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
     const started = performance.now()
     const client =
@@ -54,8 +58,9 @@ export function unary<Req, Res>(
         ms: round(elapsed),
         client,
       }
-      if (cause === undefined) accessLog.info(line, 'rpc')
-      else options.log.error({ ...line, err: cause }, 'rpc failed')
+      if (cause !== undefined) options.log.error({ ...line, err: cause }, 'rpc failed')
+      else if (quietOk && statusName === 'OK') accessLog.debug(line, 'rpc')
+      else accessLog.info(line, 'rpc')
     }
     const settled = options.settled ?? NOTHING_PENDING
     const answerError = (thrown: unknown): void => {
