@@ -14,9 +14,10 @@ import { PasswordHasher } from './auth/password.js'
 import { PhoneParser } from './auth/phone.js'
 import type { EmailSender } from './auth/email-sender.js'
 import { Messages } from './auth/messages.js'
-import { MemorySmsBudget, type SmsBudget } from './auth/sms-budget.js'
+import { MemorySmsBudget } from './auth/sms-budget.js'
+import { withSmsBudget } from './auth/with-sms-budget.js'
 import { MeteredEmailSender } from './metrics/metered-email-sender.js'
-import { MeteredSmsBudget } from './metrics/metered-sms-budget.js'
+import { MeteredSendLimiter } from './metrics/metered-send-limiter.js'
 import { ConsoleEmailSender } from './email/console-email-sender.js'
 import { SendPacer } from './auth/send-pacer.js'
 import { SendThrottle } from './auth/send-throttle.js'
@@ -125,8 +126,7 @@ export async function startApp(
     hasher,
     codes: new MeteredCodeStore(stores.codes, metrics, regionOf),
     codeHasher: stores.codeHasher,
-    throttle: stores.throttle,
-    budget: new MeteredSmsBudget(stores.budget, metrics),
+    throttle: new MeteredSendLimiter(stores.throttle, metrics),
     lockout: new ClientLockout(store, clock, {
       threshold: config.lockoutThreshold,
       durationMs: config.lockoutSeconds * 1000,
@@ -276,8 +276,8 @@ interface Stores {
   store: AuthStore
   codes: CodeStore
   codeHasher: CodeHasher
+  /** Send limits and SMS budgets, charged together. */
   throttle: SendLimiter
-  budget: SmsBudget
   /** Resolves once the writes made so far are durable (SQLite's group commit). */
   settled: (() => Promise<void>) | undefined
   activeLockouts: () => Promise<number>
@@ -309,13 +309,15 @@ async function openEmbeddedStores(config: Readonly<Config>, clock: Clock): Promi
     }),
     // Codes live only in this process, so a key that dies with it loses nothing.
     codeHasher: new CodeHasher(config.codeHmacKey ?? randomBytes(32), config.codeHmacPreviousKey),
-    throttle: new SendThrottle({
-      cooldownMs: config.resendCooldownSeconds * 1000,
-      perNumberPerHour: config.sendsPerNumberPerHour,
-      perClientPerHour: config.sendsPerClientPerHour,
-      max: config.cacheMax,
-    }),
-    budget: new MemorySmsBudget({ ...config.smsBudgets, max: config.cacheMax }),
+    throttle: withSmsBudget(
+      new SendThrottle({
+        cooldownMs: config.resendCooldownSeconds * 1000,
+        perNumberPerHour: config.sendsPerNumberPerHour,
+        perClientPerHour: config.sendsPerClientPerHour,
+        max: config.cacheMax,
+      }),
+      new MemorySmsBudget({ ...config.smsBudgets, max: config.cacheMax }),
+    ),
     settled: () => commits.settled(),
     activeLockouts: () => Promise.resolve(countActiveLockouts(database.sqlite, clock.now())),
     heartbeat: () => Promise.resolve(),
@@ -413,8 +415,7 @@ async function openSharedStores(
     store,
     codes: createPostgresCodeStore(db, onUnavailable),
     codeHasher: new CodeHasher(key, config.codeHmacPreviousKey),
-    throttle: createPostgresSendLimiter(db, limits, onUnavailable),
-    budget,
+    throttle: createPostgresSendLimiter(db, limits, config.smsBudgets, onUnavailable),
     settled: undefined,
     activeLockouts: async () => {
       const row = await db

@@ -23,7 +23,6 @@ import type { PhoneParser } from './phone.js'
 import { mailboxKey, parseEmail } from './email-address.js'
 import type { EmailSender } from './email-sender.js'
 import type { Messages } from './messages.js'
-import type { BudgetCharge, SmsBudget } from './sms-budget.js'
 import type { SendPacer } from './send-pacer.js'
 import {
   hashSessionToken,
@@ -71,9 +70,8 @@ export interface AuthServiceDeps {
   hasher: PasswordHasher
   codes: CodeStore
   codeHasher: CodeHasher
+  /** Send limits and, for SMS, the spend ceilings (global, per country, per prefix). */
   throttle: SendLimiter
-  /** SMS spend ceilings (global, per country, per prefix), charged with every SMS send limit. */
-  budget: SmsBudget
   lockout: ClientLockout
   pacer: SendPacer
   email: EmailSender
@@ -660,13 +658,10 @@ export class AuthService {
       })
       return this.#codeSent(clock.now())
     }
-    const reservation = await throttle.reserve(key, caller.clientKey, clock.now())
-    let charge: BudgetCharge | undefined
+    // Budgets are charged on the no-send paths too, like the send limits: they reveal nothing.
+    const budget = channel === 'sms' ? this.#phones.budgetKeys(key) : undefined
+    const reservation = await throttle.reserve(key, caller.clientKey, clock.now(), budget)
     try {
-      // Charged on the no-send paths too, like the send limits: budgets reveal nothing either.
-      if (channel === 'sms') {
-        charge = await this.#d.budget.charge(this.#phones.budgetKeys(key), clock.now())
-      }
       const mark = reservation.delivery
       if (mark.state === 'undeliverable') throw new AuthError(UNDELIVERABLE[channel])
       // No cause: the failure itself was logged once when it happened; repeating it for every
@@ -680,7 +675,6 @@ export class AuthService {
       })
       return this.#codeSent(reservation.resendAvailableAt)
     } catch (error) {
-      await charge?.release()
       await reservation.release()
       throw error
     }

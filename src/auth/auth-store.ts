@@ -1,4 +1,5 @@
 import type { CodePurpose } from './one-time-code.js'
+import type { SmsBudgetKeys } from './sms-budget.js'
 
 /** User is an account: a phone number that signed up, verified or not yet. */
 export interface User {
@@ -242,12 +243,19 @@ export interface SendLimits {
 
 /**
  * SendLimiter records sends against the per-number cooldown, the per-number hourly cap and the
- * per-client bucket. reserve checks all three and records the send only if all pass, atomically:
- * concurrent sends for one number (on any replica) let exactly one through the cooldown.
- * Throws RESEND_TOO_SOON, NUMBER_SEND_LIMIT or CLIENT_SEND_LIMIT with the time to wait.
+ * per-client bucket and, for an SMS (given its budget keys), against the SMS budgets. reserve
+ * checks them all and records the send only if all pass, atomically: concurrent sends for one
+ * number (on any replica) let exactly one through the cooldown, and a refusal leaves nothing
+ * charged. Throws RESEND_TOO_SOON, NUMBER_SEND_LIMIT, CLIENT_SEND_LIMIT or SMS_BUDGET_EXHAUSTED
+ * with the time to wait.
  */
 export interface SendLimiter {
-  reserve(phone: string, clientKey: string, now: number): Promise<SendReservation>
+  reserve(
+    phone: string,
+    clientKey: string,
+    now: number,
+    budget?: SmsBudgetKeys,
+  ): Promise<SendReservation>
   /**
    * endCooldown ends the resend cooldown of each send key (a number, or an email key), in one
    * step: a code sent there was answered correctly, so the next code may go at once (and starts a

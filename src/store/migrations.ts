@@ -257,13 +257,17 @@ const ROUND_TRIP_FUNCTIONS = [
     return v_refused;
   end $$`,
   // A send reserved against the number's rules (cooldown, hourly cap: the send is appended only
-  // if both hold) and then the client's token bucket; if the bucket is empty the number's send
-  // is taken back. Returns 'number' or 'client' for the rule that refused, else null with the
-  // number's delivery marks.
+  // if both hold), then the client's token bucket, then (for an SMS: budget arrays not empty)
+  // one SMS from every budget; whatever refuses takes back what came before it in the same
+  // statement, while its rows are still locked, so no other send sees it. Returns 'number',
+  // 'client' or 'budget' (with the refusing budgets' positions) for the step that refused, else
+  // null with the number's delivery marks.
   sql`create or replace function otpauth_reserve_send(
     p_phone text, p_client_key text, p_now bigint, p_cooldown_ms bigint,
     p_per_number integer, p_per_client double precision, p_rate_per_ms double precision,
-    out refused text, out failing_until bigint, out undeliverable_until bigint
+    p_scopes text[], p_windows bigint[], p_limits integer[],
+    out refused text, out refused_budgets integer[],
+    out failing_until bigint, out undeliverable_until bigint
   ) language plpgsql as $$
   declare
     v_tokens double precision;
@@ -291,6 +295,16 @@ const ROUND_TRIP_FUNCTIONS = [
     if not found then
       update number_sends set sends = array_remove(sends, p_now) where phone = p_phone;
       refused := 'client';
+      return;
+    end if;
+    if cardinality(p_scopes) > 0 then
+      refused_budgets := otpauth_charge_sms_budgets(p_scopes, p_windows, p_limits);
+      if cardinality(refused_budgets) > 0 then
+        update number_sends set sends = array_remove(sends, p_now) where phone = p_phone;
+        update client_sends set tokens = least(p_per_client, tokens + 1)
+          where client_key = p_client_key;
+        refused := 'budget';
+      end if;
     end if;
   end $$`,
 ]

@@ -8,30 +8,41 @@ import {
   numberRefusal,
   refill,
 } from '../auth/send-throttle.js'
+import {
+  budgetRefusal,
+  budgetWindows,
+  checkLimits,
+  type SmsBudgetLimits,
+} from '../auth/sms-budget.js'
 import type { Database } from './database.js'
+import { releaseSmsBudgets } from './postgres-sms-budget.js'
 import { guarded } from './store-errors.js'
 
 /** What otpauth_reserve_send answers: the refusing rule, or the number's delivery marks. */
 interface ReserveRow {
-  refused: 'number' | 'client' | null
+  refused: 'number' | 'client' | 'budget' | null
+  refused_budgets: number[] | null
   failing_until: number | null
   undeliverable_until: number | null
 }
 
 /**
- * PostgresSendLimiter applies the send limits across replicas, in one round trip per send: a call
- * of otpauth_reserve_send (migration 0007). The per-number rule (cooldown and hourly cap) is one
- * upsert that appends the send only if both hold; the client bucket is another that takes a
- * token only if one is there. Each is atomic on its row, so 60 concurrent sends for one number
- * let exactly one through. The number is reserved first; if the client's bucket then refuses,
- * the number's send is taken back in the same statement, while its row is still locked, so no
- * other send sees it. Refusals read the row once more to say how long to wait.
+ * PostgresSendLimiter applies the send limits and SMS budgets across replicas, in one round trip
+ * per send: a call of otpauth_reserve_send (migration 0007). The per-number rule (cooldown and
+ * hourly cap) is one upsert that appends the send only if both hold; the client bucket is another
+ * that takes a token only if one is there; an SMS then charges its budgets as
+ * createPostgresSmsBudget does. Each is atomic on its row, so 60 concurrent sends for one number
+ * let exactly one through. If a later step refuses, the earlier ones are taken back in the same
+ * statement, while their rows are still locked, so no other send sees them. Refusals of the
+ * number or client read the row once more to say how long to wait.
  */
 export function createPostgresSendLimiter(
   db: Kysely<Database>,
   limits: SendLimits,
+  budgetLimits: SmsBudgetLimits,
   onUnavailable: (cause: unknown) => void,
 ): SendLimiter {
+  checkLimits(budgetLimits)
   const run = guarded(onUnavailable)
   const ratePerMs = limits.perClientPerHour / HOUR_MS
 
@@ -100,18 +111,28 @@ export function createPostgresSendLimiter(
           .execute()
       }),
 
-    reserve: (phone, clientKey, now) =>
+    reserve: (phone, clientKey, now, budget) =>
       run(async (): Promise<SendReservation> => {
-        // One round trip: otpauth_reserve_send (migration 0007) is the two upserts and the
-        // take-back described above, in that order.
+        const windows = budget === undefined ? [] : budgetWindows(budget, now, budgetLimits)
+        // One round trip: otpauth_reserve_send (migration 0007) is the two upserts, the budget
+        // charge (otpauth_charge_sms_budgets, see createPostgresSmsBudget) and the take-backs
+        // described above, in that order.
         const { rows } = await sql<ReserveRow>`select * from otpauth_reserve_send(
           ${phone}, ${clientKey}, ${now}::bigint, ${limits.cooldownMs}::bigint,
           ${limits.perNumberPerHour}::integer, ${limits.perClientPerHour}::float8,
-          ${ratePerMs}::float8
+          ${ratePerMs}::float8, ${windows.map((w) => w.scope)}::text[],
+          ${windows.map((w) => w.start)}::bigint[], ${windows.map((w) => w.limit)}::integer[]
         )`.execute(db)
         const row = rows[0]
         if (row === undefined || row.refused === 'number') throw await numberRefusalNow(phone, now)
         if (row.refused === 'client') throw await clientRefusalNow(clientKey, now)
+        if (row.refused === 'budget') {
+          const refused = row.refused_budgets ?? []
+          throw budgetRefusal(
+            windows.filter((_w, i) => refused.includes(i + 1)),
+            now,
+          )
+        }
         const failingUntil = row.failing_until ?? 0
         const undeliverableUntil = row.undeliverable_until ?? 0
         const delivery = liveDelivery(
@@ -128,6 +149,7 @@ export function createPostgresSendLimiter(
             if (released) return Promise.resolve()
             released = true
             return run(async () => {
+              if (windows.length > 0) await releaseSmsBudgets(db, windows)
               await takeBack(phone, now)
               await refund(clientKey)
             })

@@ -22,6 +22,33 @@ export interface SmsBudgetsTable {
   count: number
 }
 
+/**
+ * releaseSmsBudgets gives back one SMS to each window (a charge whose send did not happen). One
+ * transaction, rows in the charge's order: a single multi-row UPDATE would lock them in scan
+ * order and could deadlock with a charge in flight. READ COMMITTED is set whatever the server's
+ * default: the charge's argument rests on it.
+ */
+export async function releaseSmsBudgets(
+  db: Kysely<Database>,
+  windows: readonly BudgetWindow[],
+): Promise<void> {
+  const budgets = db.withTables<{ sms_budgets: SmsBudgetsTable }>()
+  await budgets
+    .transaction()
+    .setIsolationLevel('read committed')
+    .execute(async (trx) => {
+      for (const w of windows) {
+        await trx
+          .updateTable('sms_budgets')
+          .set({ count: sql`count - 1` })
+          .where('scope', '=', w.scope)
+          .where('window_start', '=', w.start)
+          .where('count', '>', 0)
+          .execute()
+      }
+    })
+}
+
 /** The PostgreSQL SmsBudget, with the pruning of ended windows for the prune round. */
 export interface PostgresSmsBudget extends SmsBudget {
   /**
@@ -60,24 +87,7 @@ export function createPostgresSmsBudget(
   checkLimits(limits)
   const run = guarded(onUnavailable)
   const budgets = db.withTables<{ sms_budgets: SmsBudgetsTable }>()
-  // The argument above rests on READ COMMITTED (stricter levels would fail contended upserts with
-  // serialization errors instead of waiting), so it is set here whatever the server's default.
-  const transaction = () => budgets.transaction().setIsolationLevel('read committed')
-
-  const release = (windows: readonly BudgetWindow[]): Promise<void> =>
-    // One transaction, rows in the charge's order: a single multi-row UPDATE would lock them in
-    // scan order and could deadlock with a charge in flight.
-    transaction().execute(async (trx) => {
-      for (const w of windows) {
-        await trx
-          .updateTable('sms_budgets')
-          .set({ count: sql`count - 1` })
-          .where('scope', '=', w.scope)
-          .where('window_start', '=', w.start)
-          .where('count', '>', 0)
-          .execute()
-      }
-    })
+  const release = (windows: readonly BudgetWindow[]) => releaseSmsBudgets(db, windows)
 
   return {
     charge: (keys, now) =>
