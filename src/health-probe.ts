@@ -1,7 +1,7 @@
 import { checkHealth } from './health/check-health.js'
 
-// The container HEALTHCHECK: `node dist/src/health-probe.js [host:port] [service]`. Exit 0 when
-// the service is SERVING, 1 otherwise. The default target is this container's own gRPC port.
+// The container HEALTHCHECK, bundled from this file: `node dist/bundle/health-probe.mjs [host:port]
+// [service]`. Exit 0 when the service is SERVING, 1 otherwise. The default target is this container's own gRPC port.
 const port = (process.env['OTPAUTH_ADDRESS'] ?? '0.0.0.0:50051').split(':').at(-1) ?? '50051'
 const target = process.argv[2] ?? `127.0.0.1:${port}`
 const service = process.argv[3] ?? 'otpauth.v1.OtpAuth'
