@@ -72,7 +72,7 @@ interface Options {
   h2loadRounds: number
   instrCalls: number
   instrWarmup: number
-  instrSettle: number
+  instrRounds: number
 }
 
 type Store = 'sqlite' | 'postgres'
@@ -87,7 +87,8 @@ const HELP = `npm run bench -- [options]
   --only <a,b>          sections: table, curve, hash, flood, cold, argon2, h2load, instructions
                         (default: all but instructions; h2load is skipped when not installed)
   --scenarios <a,b>     table rows: validate, register, verify, register-verify, request-code,
-                        login-code, request-login, login-password, mixed
+                        login-code, request-login, login-password, mixed (the instructions
+                        section counts validate, register, verify, request-code, login-code)
   --client <raw|node-http2>  load client: the bench's own HTTP/2 framing (default) or node:http2
   --store <sqlite|postgres|both>  the store(s) the scenario table runs on (default sqlite); postgres
                         starts a throwaway cluster (system binaries, fsync on) on the server's
@@ -99,10 +100,11 @@ const HELP = `npm run bench -- [options]
                         quick 1); h2load (Debian nghttp2-client), 1 connection x 32 streams on
                         the load core, real and ceiling in alternating rounds: about 2 minutes
   --h2load-rounds <n>   h2load section: rounds per server and RPC (default 3)
-  --instr-calls <n>     instructions section (valgrind callgrind, only with --only instructions:
-                        about N min): calls counted per round (default 2000; quick 300)
+  --instr-calls <n>     instructions section (valgrind callgrind; only with --only instructions,
+                        15-25 minutes): calls counted per round (default 1000; quick 300)
   --instr-warmup <n>    instructions section: calls before instrumentation (default 2000; quick 300)
-  --instr-settle <n>    instructions section: instrumented calls not counted (default 3000; quick 300)
+  --instr-rounds <n>    instructions section: counted rounds at most per scenario, until two in
+                        a row agree within 2 % (default 8; quick 3)
   --out <dir>           where results go (default bench/results, quick bench/results/tmp)`
 
 const here = dirname(fileURLToPath(import.meta.url))
@@ -157,9 +159,9 @@ function parseOptions(argv: readonly string[]): Options {
     outDir: value('--out') ?? join(root, 'bench', 'results', quick ? 'tmp' : ''),
     h2loadMs: num('--h2load-duration', quick ? 1 : 5) * 1000,
     h2loadRounds: num('--h2load-rounds', 3),
-    instrCalls: num('--instr-calls', quick ? 300 : 2000),
+    instrCalls: num('--instr-calls', quick ? 300 : 1000),
     instrWarmup: num('--instr-warmup', quick ? 300 : 2000),
-    instrSettle: num('--instr-settle', quick ? 300 : 3000),
+    instrRounds: num('--instr-rounds', quick ? 3 : 8),
   }
 }
 
@@ -1835,7 +1837,9 @@ function instructionsDeps(): InstructionsDeps {
   return {
     calls: options.instrCalls,
     warmupCalls: options.instrWarmup,
-    settleCalls: options.instrSettle,
+    maxRounds: options.instrRounds,
+    steadyPercent: 2,
+    scenarios: options.scenarios,
     concurrency: options.concurrency,
     connections: options.connections,
     realEnv: (extra) => realServerEnv(extra),
