@@ -197,13 +197,17 @@ interface ScenarioSpec {
   name: string
   rpc: string
   path: string
-  wantMessage: boolean
-  /** The request for the number (undefined when the sink never got its code). */
-  request: (chain: Chain, index: number) => Uint8Array | undefined
-  /** Whether the call consumes a number the previous stage made (else a fresh one). */
-  consumes: boolean
-  /** Where a number that answered OK goes: the next stage's input, or nowhere. */
+  /** Where a call's number comes from: a fresh one, one the stage before made, or none. */
+  input: 'fresh' | 'previous' | 'none'
+  /**
+   * The request for the number (undefined when the sink never got its code); `call` counts the
+   * stage's calls, for the scenarios that take no number.
+   */
+  request: (chain: Chain, index: number | undefined, call: number) => Uint8Array | undefined
+  /** Whether a number that answered OK becomes the next stage's input. */
   makes: boolean
+  /** What the answer gives the chain (Login's session token), when it is read at all. */
+  answered?: (chain: Chain, message: Buffer) => void
 }
 
 /** The code last sent to the number (the ceiling takes any). */
@@ -216,19 +220,18 @@ const SCENARIOS: readonly ScenarioSpec[] = [
     name: 'register',
     rpc: 'Register (no password, webhook SMS)',
     path: `${SERVICE}Register`,
-    wantMessage: false,
-    consumes: false,
+    input: 'fresh',
     makes: true,
-    request: (_chain, index) => RegisterRequest.encode({ phoneNumber: phoneOf(index) }).finish(),
+    request: (_chain, index) =>
+      RegisterRequest.encode({ phoneNumber: phoneOf(index ?? 0) }).finish(),
   },
   {
     name: 'verify',
     rpc: 'VerifyOtp',
     path: `${SERVICE}VerifyOtp`,
-    wantMessage: false,
-    consumes: true,
+    input: 'previous',
     makes: true,
-    request: (chain, index) => {
+    request: (chain, index = 0) => {
       const code = codeFor(chain, index)
       return code === undefined
         ? undefined
@@ -239,12 +242,11 @@ const SCENARIOS: readonly ScenarioSpec[] = [
     name: 'request-code',
     rpc: 'RequestLoginCode',
     path: `${SERVICE}RequestLoginCode`,
-    wantMessage: false,
-    consumes: true,
+    input: 'previous',
     makes: true,
     request: (_chain, index) =>
       RequestLoginCodeRequest.encode({
-        phoneNumber: phoneOf(index),
+        phoneNumber: phoneOf(index ?? 0),
         channel: Channel.CHANNEL_SMS,
       }).finish(),
   },
@@ -252,10 +254,9 @@ const SCENARIOS: readonly ScenarioSpec[] = [
     name: 'login-code',
     rpc: 'Login(code)',
     path: `${SERVICE}Login`,
-    wantMessage: true,
-    consumes: true,
+    input: 'previous',
     makes: false,
-    request: (chain, index) => {
+    request: (chain, index = 0) => {
       const code = codeFor(chain, index)
       return code === undefined
         ? undefined
@@ -264,15 +265,22 @@ const SCENARIOS: readonly ScenarioSpec[] = [
             credential: { $case: 'code', value: code },
           }).finish()
     },
+    answered: (chain, message) => {
+      if (chain.tokens.length < 2000) chain.tokens.push(LoginResponse.decode(message).sessionToken)
+    },
   },
   {
     name: 'validate',
     rpc: 'ValidateSession',
     path: `${SERVICE}ValidateSession`,
-    wantMessage: false,
-    consumes: false,
+    input: 'none',
     makes: false,
-    request: () => undefined,
+    request: (chain, _index, call) => {
+      const token = chain.ceiling ? CANNED_TOKEN : chain.tokens[call % chain.tokens.length]
+      return token === undefined
+        ? undefined
+        : ValidateSessionRequest.encode({ sessionToken: token }).finish()
+    },
   },
 ]
 
@@ -313,7 +321,7 @@ async function countScenarios(
   // uncounted (instrumentation off), so no code waits long enough to expire.
   const ensureInput = async (stage: number, count: number): Promise<void> => {
     const spec = SCENARIOS[stage]
-    if (chain.ceiling || spec?.consumes !== true) return
+    if (chain.ceiling || spec?.input !== 'previous') return
     const missing = count - (chain.made[stage - 1]?.length ?? 0)
     if (missing <= 0) return
     await instrument(false)
@@ -412,42 +420,35 @@ async function driveCalls(
     statuses[status] = (statuses[status] ?? 0) + 1
   }
   let issued = 0
-  const input = chain.made[stage - 1]
+  const previous = chain.made[stage - 1]
   const slot = async (): Promise<void> => {
     while (issued < count) {
       const i = issued++
       let index: number | undefined
-      let message: Uint8Array | undefined
-      if (spec.name === 'validate') {
-        const token = chain.ceiling ? CANNED_TOKEN : chain.tokens[i % chain.tokens.length]
-        message = ValidateSessionRequest.encode({ sessionToken: token ?? '' }).finish()
-      } else {
-        index = spec.consumes && !chain.ceiling ? input?.shift() : chain.nextFresh++
+      if (spec.input === 'fresh' || (spec.input === 'previous' && chain.ceiling)) {
+        index = chain.nextFresh++
+      } else if (spec.input === 'previous') {
+        index = previous?.shift()
         if (index === undefined) {
           add('NO_INPUT')
           continue
         }
-        message = spec.request(chain, index)
-        if (message === undefined) {
-          add('NO_CODE')
-          continue
-        }
+      }
+      const message = spec.request(chain, index, i)
+      if (message === undefined) {
+        add(index === undefined ? 'NO_TOKEN' : 'NO_CODE')
+        continue
       }
       // One number always calls from the same client address, as in the table.
       const xff = index === undefined ? undefined : `10.250.${(index >> 8) & 15}.${index & 255}`
       const connection = connections[i % connections.length]
       if (connection === undefined) throw new Error('no connection')
-      const result = await connection.call(spec.path, message, xff, spec.wantMessage)
+      const answered = spec.answered
+      const result = await connection.call(spec.path, message, xff, answered !== undefined)
       add(STATUS_NAMES[result.status] ?? String(result.status))
       if (result.status !== 0) continue
       if (spec.makes && index !== undefined) chain.made[stage]?.push(index)
-      if (
-        spec.name === 'login-code' &&
-        result.message !== undefined &&
-        chain.tokens.length < 2000
-      ) {
-        chain.tokens.push(LoginResponse.decode(result.message).sessionToken)
-      }
+      if (answered !== undefined && result.message !== undefined) answered(chain, result.message)
     }
   }
   const limitMs = 120_000 + count * 200

@@ -100,11 +100,11 @@ const HELP = `npm run bench -- [options]
                         quick 1); h2load (Debian nghttp2-client), 1 connection x 32 streams on
                         the load core, real and ceiling in alternating rounds: about 2 minutes
   --h2load-rounds <n>   h2load section: rounds per server and RPC (default 3)
-  --instr-calls <n>     instructions section (valgrind callgrind; only with --only instructions,
-                        15-25 minutes): calls counted per round (default 1000; quick 300)
+  --instr-calls <n>     instructions section (valgrind callgrind; only with --only instructions:
+                        about 10 minutes, quick 6): calls counted per round (default 1000; quick 300)
   --instr-warmup <n>    instructions section: calls before instrumentation (default 2000; quick 300)
   --instr-rounds <n>    instructions section: counted rounds at most per scenario, until two in
-                        a row agree within 2 % (default 8; quick 3)
+                        a row agree within 1 % on the main thread (default 8; quick 3)
   --out <dir>           where results go (default bench/results, quick bench/results/tmp)`
 
 const here = dirname(fileURLToPath(import.meta.url))
@@ -1899,7 +1899,7 @@ function instructionsDeps(): InstructionsDeps {
     calls: options.instrCalls,
     warmupCalls: options.instrWarmup,
     maxRounds: options.instrRounds,
-    steadyPercent: 2,
+    steadyPercent: 1,
     scenarios: options.scenarios,
     concurrency: options.concurrency,
     connections: options.connections,
