@@ -302,11 +302,7 @@ async function openEmbeddedStores(config: Readonly<Config>, clock: Clock): Promi
   const commits = new GroupCommit(database.sqlite)
   return {
     store: createSqliteAuthStore(database.sqlite, database.db, commits),
-    codes: new ChallengeCache({
-      clock,
-      max: config.cacheMax,
-      ttlMs: config.codeTtlSeconds * 1000,
-    }),
+    codes: new ChallengeCache({ max: config.cacheMax }),
     // Codes live only in this process, so a key that dies with it loses nothing.
     codeHasher: new CodeHasher(config.codeHmacKey ?? randomBytes(32), config.codeHmacPreviousKey),
     throttle: withSmsBudget(

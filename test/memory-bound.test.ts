@@ -97,13 +97,12 @@ describe('Memory bound', () => {
     const max = 16_384
     const structures = new Structures()
     const now = Date.UTC(2026, 0, 1)
-    const clock = { now: () => now }
     const key = Buffer.alloc(32, 7)
     const limits = { cooldownMs: 60_000, perNumberPerHour: 5, perClientPerHour: 1_000_000, max }
     const budget = { globalPerDay: 1e8, perCountryPerDay: 1e8, perPrefixPerHour: 1e7, max }
     const bytes = {
       challenge: structures.perEntry(max, () => {
-        const codes = new ChallengeCache({ clock, max, ttlMs: 600_000 })
+        const codes = new ChallengeCache({ max })
         return (i) =>
           codes.issue({
             purpose: 'register',

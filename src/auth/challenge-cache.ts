@@ -1,7 +1,6 @@
 import { timingSafeEqual } from 'node:crypto'
 import { LRUCache } from 'lru-cache'
 import type { AnswerResult, CodeStore, NewChallenge } from './auth-store.js'
-import type { Clock } from './clock.js'
 import type { CodePurpose } from './one-time-code.js'
 
 /** A live challenge. Kept small: the cache may hold `max` of them (see the README's Memory). */
@@ -18,14 +17,11 @@ interface Challenge {
 export interface ChallengeCacheOptions {
   /** Upper bound on live challenges; the least recently used is dropped beyond it. */
   max: number
-  // Not read: each challenge carries its own expiresAt. Still accepted so callers need not change.
-  clock?: Clock
-  ttlMs?: number
 }
 
 /**
  * ChallengeCache is the embedded CodeStore: live challenges in process memory, bounded by `max`
- * and expired by TTL. Each method runs synchronously to its end, so answer() looks up, counts the
+ * and expired by each challenge's own expiresAt (checked on every look-up). Each method runs synchronously to its end, so answer() looks up, counts the
  * try, compares and consumes with nothing in between.
  */
 export class ChallengeCache implements CodeStore {
