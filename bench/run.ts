@@ -761,9 +761,13 @@ function realServerEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
     // Each number gets its login code seconds after its sign-up code; the check still runs.
     OTPAUTH_RESEND_COOLDOWN_SECONDS: '0',
     OTPAUTH_LOG_LEVEL: 'info',
+    // What the image runs with (Dockerfile): the heap cap that bounds RSS.
+    NODE_OPTIONS: IMAGE_NODE_OPTIONS,
     ...extra,
   }
 }
+
+const IMAGE_NODE_OPTIONS = '--max-old-space-size=160'
 
 async function startReal(
   name: string,
@@ -1314,6 +1318,7 @@ async function coldStarts(): Promise<ColdStart> {
       ...process.env,
       OTPAUTH_ADDRESS: `127.0.0.1:${port}`,
       OTPAUTH_DATABASE: join(tmp, `cold-${i}`, 'otpauth.db'),
+      NODE_OPTIONS: IMAGE_NODE_OPTIONS,
     }
     const logFile = join(tmp, `cold-${i}.log`)
     const out = openSync(logFile, 'a')
