@@ -210,8 +210,9 @@ async function runReplay<S extends LoadedServer>(
       deps.log(`  ${describeRound(replay.rpc, round)}`)
     }
   }
+  // Medians over the rounds that had responses to measure.
   const of = (kind: 'real' | 'ceiling', key: 'callsPerSecond' | 'serverCpuUsPerCall'): number =>
-    median(rounds.filter((r) => r.server === kind).map((r) => r[key]))
+    median(rounds.filter((r) => r.server === kind && r.calls > 0).map((r) => r[key]))
   const scenario: H2loadScenario = {
     rpc: replay.rpc,
     path: replay.path,
@@ -312,9 +313,14 @@ async function runRound<S extends LoadedServer>(
     const other = Object.entries(serverStatuses).filter(([s]) => s !== 'OK')
     if (other.length > 0) findings.push(`server counted ${statusList(Object.fromEntries(other))}`)
   }
+  // A round with no response in its window (the server core taken by something else for the
+  // whole of it, as happens on a shared machine) has no window to read CPU over.
+  if (log.calls === 0) findings.push('no response in the measured window')
   const seconds = (log.endMs - log.startMs) / 1000
   const cpu = (key: 'server' | 'load'): number =>
-    interpolate(samples, log.endMs, key) - interpolate(samples, log.startMs, key)
+    log.calls === 0
+      ? Number.NaN
+      : interpolate(samples, log.endMs, key) - interpolate(samples, log.startMs, key)
   return {
     server: kind,
     round: n,
@@ -454,6 +460,10 @@ function readLog(file: string): LogFigures {
   }
 }
 
+function figure(n: number): string {
+  return Number.isFinite(n) ? String(n) : '–'
+}
+
 /** h2loadMarkdown is the section of results.md. */
 export function h2loadMarkdown(result: H2loadResult): string[] {
   const lines = [
@@ -510,8 +520,8 @@ export function h2loadMarkdown(result: H2loadResult): string[] {
     for (const r of s.rounds) {
       lines.push(
         `| ${s.rpc} | ${r.round} | ${r.server} | ${Math.round(r.callsPerSecond)} | ${r.meanMs} | ` +
-          `${r.p50Ms} | ${r.p99Ms} | ${r.maxMs} | ${r.serverCpuPercent} | ${r.serverCpuUsPerCall} | ` +
-          `${r.h2loadCpuPercent} | ${r.serverStatuses === undefined ? '–' : statusList(r.serverStatuses)} | ` +
+          `${r.p50Ms} | ${r.p99Ms} | ${r.maxMs} | ${figure(r.serverCpuPercent)} | ` +
+          `${figure(r.serverCpuUsPerCall)} | ${figure(r.h2loadCpuPercent)} | ${r.serverStatuses === undefined ? '–' : statusList(r.serverStatuses)} | ` +
           `${r.checkCalls} | ${r.findings.length === 0 ? 'none' : r.findings.join('; ')} |`,
       )
     }
