@@ -1,6 +1,6 @@
 import type { EmailMessage, EmailSender } from '../auth/email-sender.js'
-import { failureKind } from '../auth/sms-sender.js'
 import type { OtpAuthMetrics } from './otpauth-metrics.js'
+import { timedSend } from './timed-send.js'
 
 /** MeteredEmailSender counts every email handed to the real sender, by purpose and outcome. */
 export class MeteredEmailSender implements EmailSender {
@@ -12,17 +12,13 @@ export class MeteredEmailSender implements EmailSender {
     this.#metrics = metrics
   }
 
-  async send(message: EmailMessage): Promise<void> {
-    const started = performance.now()
-    let result: 'sent' | 'permanent' | 'transient' | 'unknown' = 'sent'
-    try {
-      await this.#inner.send(message)
-    } catch (error) {
-      result = failureKind(error)
-      throw error
-    } finally {
-      this.#metrics.emailSent(message.purpose, result, (performance.now() - started) / 1000)
-    }
+  send(message: EmailMessage): Promise<void> {
+    return timedSend(
+      () => this.#inner.send(message),
+      (outcome, seconds) => {
+        this.#metrics.emailSent(message.purpose, outcome, seconds)
+      },
+    )
   }
 
   close(): Promise<void> {

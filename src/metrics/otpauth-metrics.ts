@@ -1,6 +1,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
 import { OtpAuthService } from '../../gen/otpauth/v1/otpauth.js'
 import type { RpcObserver } from '../rpc/rpc-observer.js'
+import type { SendOutcome } from './timed-send.js'
 
 const SERVICE = 'otpauth.v1.OtpAuth'
 
@@ -173,12 +174,7 @@ export class OtpAuthMetrics implements RpcObserver {
     return series
   }
 
-  smsSent(
-    purpose: CodePurposeLabel,
-    result: 'sent' | 'permanent' | 'transient' | 'unknown',
-    seconds: number,
-    country: string,
-  ): void {
+  smsSent(purpose: CodePurposeLabel, result: SendOutcome, seconds: number, country: string): void {
     this.#codesSent.inc({ purpose, result, country })
     this.#smsSeconds.observe({ purpose, result: result === 'sent' ? 'sent' : 'failed' }, seconds)
     if (result !== 'sent') this.#smsFailures.inc({ purpose })
@@ -188,11 +184,7 @@ export class OtpAuthMetrics implements RpcObserver {
     this.#codesVerified.inc({ purpose, result: accepted ? 'accepted' : 'rejected', country })
   }
 
-  emailSent(
-    purpose: string,
-    result: 'sent' | 'permanent' | 'transient' | 'unknown',
-    seconds: number,
-  ): void {
+  emailSent(purpose: string, result: SendOutcome, seconds: number): void {
     this.#emailsSent.inc({ purpose, result })
     this.#emailSeconds.observe({ purpose, result: result === 'sent' ? 'sent' : 'failed' }, seconds)
   }
