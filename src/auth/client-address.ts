@@ -1,4 +1,5 @@
 import { BlockList, isIP } from 'node:net'
+import { detachedAscii } from './detached.js'
 
 /**
  * TrustedProxies is the set of networks whose x-forwarded-for we believe. Built from CIDRs such as
@@ -66,11 +67,13 @@ export function resolveClientAddress(
     .map((hop) => normaliseAddress(hop.trim()))
   for (let i = hops.length - 1; i >= 0; i -= 1) {
     const hop = hops[i] ?? ''
-    if (isIP(hop) === 0) return address // garbage in the chain: stop at the last good hop
+    if (isIP(hop) === 0) break // garbage in the chain: stop at the last good hop
     address = hop
-    if (!trusted.has(hop)) return hop
+    if (!trusted.has(hop)) break
   }
-  return address
+  // A hop is a slice of the whole header, which every key made from it (a challenge's requester,
+  // a send bucket) would keep alive: ~7 KB per kept key for a 7 KB header.
+  return detachedAscii(address)
 }
 
 /**
@@ -78,9 +81,7 @@ export function resolveClientAddress(
  * IPv6 address, because one subscriber usually holds a whole /64.
  */
 export function clientKey(address: string): string {
-  // A copy: the address may be a slice of a whole x-forwarded-for header, which a kept key
-  // (a challenge's requester, a send bucket) would otherwise hold alive, ~7 KB for a 7 KB header.
-  if (isIP(address) !== 6) return address.split('.').join('.')
+  if (isIP(address) !== 6) return address
   const groups = expandIpv6(address)
   // An IPv4-mapped address in hex form (::ffff:c000:201) is the IPv4 client, not a shared /64.
   if (groups.slice(0, 6).join(':') === '0:0:0:0:0:ffff') {
