@@ -15,7 +15,7 @@ import {
   type SmsBudgetLimits,
 } from '../auth/sms-budget.js'
 import type { Database } from './database.js'
-import { releaseSmsBudgets } from './postgres-sms-budget.js'
+import { releaseSmsBudgets, throwIfRefused, windowArguments } from './postgres-sms-budget.js'
 import { guarded } from './store-errors.js'
 
 /** What otpauth_reserve_send answers: the refusing rule, or the number's delivery marks. */
@@ -120,18 +120,14 @@ export function createPostgresSendLimiter(
         const { rows } = await sql<ReserveRow>`select * from otpauth_reserve_send(
           ${phone}, ${clientKey}, ${now}::bigint, ${limits.cooldownMs}::bigint,
           ${limits.perNumberPerHour}::integer, ${limits.perClientPerHour}::float8,
-          ${ratePerMs}::float8, ${windows.map((w) => w.scope)}::text[],
-          ${windows.map((w) => w.start)}::bigint[], ${windows.map((w) => w.limit)}::integer[]
+          ${ratePerMs}::float8, ${windowArguments(windows)}
         )`.execute(db)
         const row = rows[0]
         if (row === undefined || row.refused === 'number') throw await numberRefusalNow(phone, now)
         if (row.refused === 'client') throw await clientRefusalNow(clientKey, now)
         if (row.refused === 'budget') {
-          const refused = row.refused_budgets ?? []
-          throw budgetRefusal(
-            windows.filter((_w, i) => refused.includes(i + 1)),
-            now,
-          )
+          throwIfRefused(windows, row.refused_budgets, now)
+          throw budgetRefusal(windows, now) // refused, naming no window: all of them
         }
         const failingUntil = row.failing_until ?? 0
         const undeliverableUntil = row.undeliverable_until ?? 0

@@ -49,6 +49,25 @@ export async function releaseSmsBudgets(
     })
 }
 
+/** windowArguments are the windows as the SQL functions take them: scopes, starts, limits. */
+export function windowArguments(windows: readonly BudgetWindow[]) {
+  return sql`${windows.map((w) => w.scope)}::text[], ${windows.map((w) => w.start)}::bigint[],
+    ${windows.map((w) => w.limit)}::integer[]`
+}
+
+/**
+ * throwIfRefused throws SMS_BUDGET_EXHAUSTED for the windows at the 1-based positions a charge
+ * function refused (none: nothing is thrown).
+ */
+export function throwIfRefused(
+  windows: readonly BudgetWindow[],
+  positions: readonly number[] | null | undefined,
+  now: number,
+): void {
+  const refused = windows.filter((_w, i) => positions?.includes(i + 1) === true)
+  if (refused.length > 0) throw budgetRefusal(refused, now)
+}
+
 /** The PostgreSQL SmsBudget, with the pruning of ended windows for the prune round. */
 export interface PostgresSmsBudget extends SmsBudget {
   /**
@@ -97,12 +116,9 @@ export function createPostgresSmsBudget(
         // below in the same order and, if one refuses, takes the others back before its rows
         // are unlocked.
         const { rows } = await sql<{ refused: number[] }>`select otpauth_charge_sms_budgets(
-          ${windows.map((w) => w.scope)}::text[],
-          ${windows.map((w) => w.start)}::bigint[],
-          ${windows.map((w) => w.limit)}::integer[]
+          ${windowArguments(windows)}
         ) as refused`.execute(budgets)
-        const refused = windows.filter((_w, i) => rows[0]?.refused.includes(i + 1))
-        if (refused.length > 0) throw budgetRefusal(refused, now)
+        throwIfRefused(windows, rows[0]?.refused, now)
         let released = false
         return {
           release: () => {
